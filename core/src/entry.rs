@@ -1,0 +1,137 @@
+//! The log entry (PROTOCOL.md 2.1) and its body: a command or an event.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+use crate::event::Event;
+use crate::ids::{CommandId, Ms, Offset, ProducerId, SessionId, UserId};
+
+/// Whether an entry is a command (a request, keyed by `command_id`) or an event (a fact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Command,
+    Event,
+}
+
+/// Who appended an entry, and its place in that producer's sequence (which increases by exactly 1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Producer {
+    pub id: ProducerId,
+    pub seq: u64,
+}
+
+/// One entry of the log, as stored, read and sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub offset: Offset,
+    pub ts_ms: Ms,
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub kind: Kind,
+    pub producer: Producer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<CommandId>,
+    pub body: Body,
+}
+
+/// The body of an entry: a map tagged by `type`.
+///
+/// Command and event `type`s are disjoint, so the tag alone says which one a body is. A body whose
+/// `type` this build does not know decodes as [`Body::Unknown`] so that clients can skip it
+/// (PROTOCOL.md 1.3); the log never accepts one for append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Body {
+    Event(Event),
+    Command(Command),
+    Unknown(UnknownBody),
+}
+
+/// A body of a `type` newer than this build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnknownBody {
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+impl Body {
+    /// The body's `type` on the wire.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Body::Event(event) => event.type_name(),
+            Body::Command(command) => command.type_name(),
+            Body::Unknown(unknown) => &unknown.type_name,
+        }
+    }
+
+    /// The kind an entry with this body must have; `None` for an unknown body.
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Body::Event(_) => Some(Kind::Event),
+            Body::Command(_) => Some(Kind::Command),
+            Body::Unknown(_) => None,
+        }
+    }
+}
+
+impl From<Command> for Body {
+    fn from(command: Command) -> Body {
+        Body::Command(command)
+    }
+}
+
+impl From<Event> for Body {
+    fn from(event: Event) -> Body {
+        Body::Event(event)
+    }
+}
+
+/// Why an entry is not well formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// Caller error: the body's type is not one this build knows.
+    #[error("body type {type_name:?} is not a known command or event")]
+    UnknownBody { type_name: String },
+    /// Caller error: a command needs a `command_id`, an event must not have one.
+    #[error("a {kind:?} entry {problem}")]
+    KindMismatch { kind: Kind, problem: &'static str },
+}
+
+impl LogEntry {
+    /// Checks that kind, body and `command_id` agree.
+    ///
+    /// # Errors
+    /// [`EntryError`] naming the disagreement.
+    pub fn check(&self) -> Result<(), EntryError> {
+        check_shape(self.kind, self.command_id.is_some(), &self.body)
+    }
+}
+
+/// The shape rule of [`LogEntry::check`], for entries not yet given an offset.
+///
+/// # Errors
+/// [`EntryError`] naming the disagreement.
+pub fn check_shape(kind: Kind, has_command_id: bool, body: &Body) -> Result<(), EntryError> {
+    let body_kind = body.kind().ok_or_else(|| EntryError::UnknownBody {
+        type_name: body.type_name().to_owned(),
+    })?;
+    if body_kind != kind {
+        return Err(EntryError::KindMismatch {
+            kind,
+            problem: "has a body of the other kind",
+        });
+    }
+    match (kind, has_command_id) {
+        (Kind::Command, false) => Err(EntryError::KindMismatch {
+            kind,
+            problem: "needs a command_id",
+        }),
+        (Kind::Event, true) => Err(EntryError::KindMismatch {
+            kind,
+            problem: "must not carry a command_id",
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,125 @@
+//! The error codes of PROTOCOL.md section 13 and the wire `Error` shape.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code on the wire. Bad input gets one of these and changes nothing; the event codes
+/// at the end appear inside `run.failed`, `command.failed` and `harness.exited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    MalformedFrame,
+    FrameTooLarge,
+    UnknownChannel,
+    UnknownType,
+    MissingField,
+    InvalidField,
+    InvalidId,
+    IdempotencyConflict,
+    SessionNotFound,
+    UnknownHarness,
+    Unsupported,
+    InvalidState,
+    InvalidOffset,
+    ForkPointInRun,
+    LimitExceeded,
+    InvalidPath,
+    PathOutsideRoot,
+    NotFound,
+    AlreadyExists,
+    NotADirectory,
+    IsADirectory,
+    DirectoryNotEmpty,
+    PermissionDenied,
+    IoError,
+    RunnerUnavailable,
+    Unavailable,
+    Internal,
+    // Event codes.
+    ProviderError,
+    HarnessRejected,
+    HarnessExited,
+    HarnessStartFailed,
+    HarnessStateMissing,
+    RunnerLost,
+    Discarded,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of PROTOCOL.md section 13.
+    pub const ALL: [ErrorCode; 34] = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::UnknownChannel,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidId,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::SessionNotFound,
+        ErrorCode::UnknownHarness,
+        ErrorCode::Unsupported,
+        ErrorCode::InvalidState,
+        ErrorCode::InvalidOffset,
+        ErrorCode::ForkPointInRun,
+        ErrorCode::LimitExceeded,
+        ErrorCode::InvalidPath,
+        ErrorCode::PathOutsideRoot,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::NotADirectory,
+        ErrorCode::IsADirectory,
+        ErrorCode::DirectoryNotEmpty,
+        ErrorCode::PermissionDenied,
+        ErrorCode::IoError,
+        ErrorCode::RunnerUnavailable,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::ProviderError,
+        ErrorCode::HarnessRejected,
+        ErrorCode::HarnessExited,
+        ErrorCode::HarnessStartFailed,
+        ErrorCode::HarnessStateMissing,
+        ErrorCode::RunnerLost,
+        ErrorCode::Discarded,
+    ];
+}
+
+/// `{code, message, ref?}`: `message` is for humans; `ref` names the offending field, path, id or
+/// state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl Error {
+    /// An error with no `ref`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error {
+            code,
+            message: message.into(),
+            reference: None,
+        }
+    }
+
+    /// Names the offending field, path, id or state.
+    #[must_use]
+    pub fn with_ref(mut self, reference: impl Into<String>) -> Error {
+        self.reference = Some(reference.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reference {
+            Some(reference) => write!(f, "{:?}: {} ({reference})", self.code, self.message),
+            None => write!(f, "{:?}: {}", self.code, self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

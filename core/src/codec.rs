@@ -2,10 +2,13 @@
 //! tagged by `type` as in JSON, `bytes` as `bin`).
 //!
 //! Decoders never panic on input: every failure is a [`DecodeError`]. Sizes are checked before any
-//! parsing work, so an oversized input costs nothing but its length check.
+//! parsing work, so an oversized input costs nothing but its length check, and nesting is capped
+//! at [`DECODE_DEPTH_MAX`] in both encodings so hostile input cannot exhaust the stack.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::limits::DECODE_DEPTH_MAX;
 
 /// A wire encoding; the WebSocket subprotocols `octo.v1.json` and `octo.v1.msgpack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -122,13 +125,17 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// Decodes msgpack.
 ///
 /// # Errors
-/// [`DecodeError::Invalid`] for anything that is not a valid `T`, including trailing bytes.
+/// [`DecodeError::Invalid`] for anything that is not a valid `T`, including trailing bytes and
+/// nesting deeper than [`DECODE_DEPTH_MAX`].
 pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let invalid = |detail: String| DecodeError::Invalid {
         encoding: Encoding::Msgpack,
         detail,
     };
     let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    // rmp-serde allows 1024 levels, which overflows a 2 MiB stack in debug builds once serde's
+    // tagged-enum buffering recurses over them; a stack overflow aborts the process.
+    deserializer.set_max_depth(DECODE_DEPTH_MAX);
     let value = T::deserialize(&mut deserializer).map_err(|e| invalid(e.to_string()))?;
     let consumed = usize::try_from(deserializer.position()).unwrap_or(usize::MAX);
     let rest = bytes.len().saturating_sub(consumed);

@@ -1,4 +1,7 @@
 //! The log entry (PROTOCOL.md 2.1) and its body: a command or an event.
+//!
+//! Shape only: offsets, producer sequences and `command_id` deduplication are the log's to assign
+//! and check.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,17 +45,43 @@ pub struct LogEntry {
 /// (PROTOCOL.md 1.3); the log never accepts one for append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "bodies are built and matched by value everywhere; boxing events would cost an allocation per entry"
+)]
 pub enum Body {
     Event(Event),
     Command(Command),
     Unknown(UnknownBody),
 }
 
-/// A body of a `type` newer than this build.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A body of a `type` newer than this build. Only its `type` is kept.
+///
+/// A body whose `type` this build knows never decodes as unknown: if it does not match its type's
+/// shape, decoding the body fails instead of hiding the damage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnknownBody {
     #[serde(rename = "type")]
     pub type_name: String,
+}
+
+impl<'de> Deserialize<'de> for UnknownBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Tagged {
+            #[serde(rename = "type")]
+            type_name: String,
+        }
+        let Tagged { type_name } = Tagged::deserialize(deserializer)?;
+        if Event::TYPE_NAMES.contains(&type_name.as_str())
+            || Command::TYPE_NAMES.contains(&type_name.as_str())
+        {
+            return Err(serde::de::Error::custom(format!(
+                "body of known type {type_name:?} does not match its shape"
+            )));
+        }
+        Ok(UnknownBody { type_name })
+    }
 }
 
 impl Body {

@@ -70,6 +70,11 @@ pub const REPLAY_LIMIT_DEFAULT: u32 = 200;
 /// See [`REPLAY_LIMIT_DEFAULT`].
 pub const REPLAY_LIMIT_MAX: u32 = 1000;
 
+/// Deepest nesting any decoder accepts: serde_json's own recursion limit, applied to msgpack too,
+/// so a hostile body cannot overflow the stack (an abort, not a recoverable panic). Harness data
+/// (tool inputs) deeper than this is refused at decode.
+pub const DECODE_DEPTH_MAX: usize = 128;
+
 /// Largest offset: offsets stay below 2^53 so JSON numbers are exact in JavaScript.
 pub const OFFSET_MAX: u64 = (1 << 53) - 1;
 

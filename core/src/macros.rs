@@ -1,0 +1,62 @@
+//! The macro that declares a catalogue of `type`-tagged bodies (commands, events) from one list of
+//! wire names, so the enum, `type_name`, the list of known names and the per-type decoder can never
+//! disagree.
+//!
+//! It generates no serde logic of its own: the enum is internally tagged by `type` with serde's
+//! derive, one newtype variant per body wrapping a struct of the same name.
+
+/// Declares `pub enum $enum` tagged by `type` with one newtype variant per `"wire" => Name`, plus
+/// `type_name()`, `TYPE_NAMES`, `From<Name>` and a crate-internal decoder by type name.
+macro_rules! tagged_catalogue {
+    (
+        $(#[$enum_meta:meta])*
+        pub enum $enum:ident {
+            $( $(#[$var_meta:meta])* $wire:literal => $variant:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$enum_meta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "type")]
+        #[non_exhaustive]
+        pub enum $enum {
+            $(
+                $(#[$var_meta])*
+                #[serde(rename = $wire)]
+                $variant($variant),
+            )*
+        }
+
+        impl $enum {
+            /// Every `type` of this catalogue, in PROTOCOL.md order.
+            pub const TYPE_NAMES: &'static [&'static str] = &[$($wire),*];
+
+            /// The `type` on the wire.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( $enum::$variant(_) => $wire, )*
+                }
+            }
+
+            /// Decodes the body named `type_name` with `decoder`; `None` for a name not in the
+            /// catalogue.
+            #[allow(dead_code)]
+            pub(crate) fn decode_with<D: crate::frame::FieldDecoder>(
+                type_name: &str,
+                decoder: D,
+            ) -> Option<Result<$enum, D::Error>> {
+                match type_name {
+                    $( $wire => Some(decoder.decode::<$variant>().map($enum::$variant)), )*
+                    _ => None,
+                }
+            }
+        }
+
+        $(
+            impl From<$variant> for $enum {
+                fn from(body: $variant) -> $enum {
+                    $enum::$variant(body)
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,374 @@
+//! The only code that appends: one thread, group commit.
+//!
+//! The writer takes every queued request up to [`APPEND_BATCH_ENTRIES_MAX`] entries, decides each
+//! one (duplicate command, producer seq, offsets, timestamps), writes the whole group as one fjall
+//! batch, syncs once, moves the synced watermark, and only then answers and publishes. A request is
+//! atomic: all its entries or none. A failed commit or sync answers the whole group `unavailable`
+//! and poisons the log; it refuses appends until it is reopened.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fjall::OwnedWriteBatch;
+use octo_core::{CommandId, LogEntry, Ms, Offset, ProducerId, SessionId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{APPEND_BATCH_ENTRIES_MAX, Shared, session_key};
+use crate::api::{AppendError, BlobHash, ReadError, Receipt, SeqSpec};
+use crate::record;
+
+/// A command's idempotency key and the hash of its client view.
+pub(super) struct CommandKey {
+    pub key: Vec<u8>,
+    pub command_id: CommandId,
+    pub body_hash: [u8; 32],
+}
+
+/// One entry, encoded by its appender; the writer fills offset, `ts_ms` and seq.
+pub(super) struct Prepared {
+    pub record: Vec<u8>,
+    pub template: LogEntry,
+    pub seq: SeqSpec,
+    pub command: Option<CommandKey>,
+    pub blobs: Vec<(BlobHash, Vec<u8>)>,
+}
+
+pub(super) struct AppendRequest {
+    pub entries: Vec<Prepared>,
+    pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// Where a command id already points: its offset, session and body hash.
+#[derive(Clone, Copy)]
+struct CommandRecord {
+    offset: Offset,
+    session_id: SessionId,
+    body_hash: [u8; 32],
+}
+
+impl CommandRecord {
+    fn to_bytes(self) -> [u8; 56] {
+        let mut bytes = [0; 56];
+        bytes[..8].copy_from_slice(&self.offset.to_be_bytes());
+        bytes[8..24].copy_from_slice(self.session_id.as_bytes());
+        bytes[24..].copy_from_slice(&self.body_hash);
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<CommandRecord> {
+        let offset = Offset::from_be_bytes(bytes.get(..8)?.try_into().ok()?).ok()?;
+        let session_id = SessionId::from_bytes(bytes.get(8..24)?.try_into().ok()?).ok()?;
+        let body_hash = bytes.get(24..56)?.try_into().ok()?;
+        Some(CommandRecord {
+            offset,
+            session_id,
+            body_hash,
+        })
+    }
+}
+
+/// The last seq stored for a producer, as of the last sync.
+pub(super) fn stored_producer_seq(
+    shared: &Shared,
+    producer: &ProducerId,
+) -> Result<u64, ReadError> {
+    // Every producer written since open is in the synced map; one that is not there was last
+    // written before open, and open synced everything it found.
+    if let Some(seq) = shared
+        .synced_producer_seqs
+        .lock()
+        .expect("lock is never poisoned")
+        .get(producer)
+    {
+        return Ok(*seq);
+    }
+    let stored = shared
+        .producers
+        .get(producer.as_str().as_bytes())
+        .map_err(|e| ReadError::Unavailable {
+            reason: e.to_string(),
+        })?;
+    match stored {
+        None => Ok(0),
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| ReadError::Corrupt {
+                offset: Offset::ZERO,
+                detail: format!("producer {producer} has a seq of {} bytes", bytes.len()),
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// What the group decided so far, not yet durable.
+#[derive(Default)]
+struct Staged {
+    commands: HashMap<Vec<u8>, CommandRecord>,
+    producers: HashMap<ProducerId, u64>,
+    session_ts: HashMap<SessionId, Ms>,
+}
+
+/// Sessions whose last timestamp is kept in memory; past this the cache is cleared and refilled
+/// from the log on demand.
+const SESSION_TS_CACHE_MAX: usize = 65_536;
+
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    next_offset: Offset,
+    session_ts: HashMap<SessionId, Ms>,
+}
+
+/// Poisons the log if the writer thread unwinds, so appenders see `unavailable` instead of
+/// waiting forever.
+struct PoisonOnPanic<'a>(&'a Shared);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the log writer panicked; the log refuses appends until reopened");
+            self.0.poisoned.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn now_ms() -> Ms {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            Ms::try_from(elapsed.as_millis()).unwrap_or(Ms::MAX)
+        })
+}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, next_offset: Offset) -> Writer {
+        Writer {
+            shared,
+            next_offset,
+            session_ts: HashMap::new(),
+        }
+    }
+
+    pub(super) fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        let shared = Arc::clone(&self.shared);
+        let _guard = PoisonOnPanic(&shared);
+        let mut group: Vec<AppendRequest> = Vec::with_capacity(64);
+        while let Some(first) = requests.blocking_recv() {
+            let mut n_entries = first.entries.len();
+            group.push(first);
+            while n_entries < APPEND_BATCH_ENTRIES_MAX {
+                let Ok(next) = requests.try_recv() else { break };
+                n_entries += next.entries.len();
+                group.push(next);
+            }
+            if let Err(reason) = self.write_group(&mut group) {
+                self.shared.poisoned.store(true, Ordering::Release);
+                tracing::error!(%reason, "log write failed; the log refuses appends until reopened");
+                let error = AppendError::Unavailable { reason };
+                for request in group.drain(..) {
+                    // The appender may have gone away; nothing to do then.
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        }
+    }
+
+    /// Writes, syncs and answers one group.
+    fn write_group(&mut self, group: &mut Vec<AppendRequest>) -> Result<(), String> {
+        let shared = Arc::clone(&self.shared);
+        let offset_before = self.next_offset;
+        let mut batch = shared.db.batch();
+        let mut staged = Staged::default();
+        let mut published: Vec<(Arc<LogEntry>, usize)> = Vec::new();
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group.iter_mut() {
+            let entries = std::mem::take(&mut request.entries);
+            let outcome = self.stage(entries, now, &mut batch, &mut staged, &mut published)?;
+            outcomes.push(outcome);
+        }
+        let n_appended = published.len() as u64;
+        assert_eq!(
+            self.next_offset.get(),
+            offset_before.get() + n_appended,
+            "offsets skipped"
+        );
+
+        if let Some((last, _)) = published.last() {
+            for (producer, seq) in &staged.producers {
+                batch.insert(
+                    &shared.producers,
+                    producer.as_str().as_bytes(),
+                    seq.to_be_bytes(),
+                );
+            }
+            batch.commit().map_err(|e| format!("write failed: {e}"))?;
+            shared.sync().map_err(|e| format!("sync failed: {e}"))?;
+            // Durable from here on: move the watermark, then answer, then publish.
+            let previous_head = shared.head.swap(last.offset.get(), Ordering::AcqRel);
+            assert!(
+                previous_head < offset_before.get(),
+                "watermark ran ahead of the writer"
+            );
+            shared
+                .synced_producer_seqs
+                .lock()
+                .expect("lock is never poisoned")
+                .extend(staged.producers.drain());
+            if self.session_ts.len() + staged.session_ts.len() > SESSION_TS_CACHE_MAX {
+                self.session_ts.clear();
+            }
+            self.session_ts.extend(staged.session_ts.drain());
+        }
+        for (request, outcome) in group.drain(..).zip(outcomes) {
+            let _ = request.reply.send(outcome);
+        }
+        if !published.is_empty() {
+            shared.hub.publish(&published);
+        }
+        Ok(())
+    }
+
+    /// Decides one request and stages its writes. The outer error is a storage failure (fatal
+    /// for the group); the inner one is this request's rejection.
+    fn stage(
+        &mut self,
+        mut entries: Vec<Prepared>,
+        now: Ms,
+        batch: &mut OwnedWriteBatch,
+        staged: &mut Staged,
+        published: &mut Vec<(Arc<LogEntry>, usize)>,
+    ) -> Result<Result<Vec<Receipt>, AppendError>, String> {
+        let shared = Arc::clone(&self.shared);
+        // Decide first, without touching anything, so a rejected request stages nothing.
+        if let Some(command) = entries.first().and_then(|entry| entry.command.as_ref())
+            && let Some(existing) = self.lookup_command(staged, &command.key)?
+        {
+            if existing.body_hash != command.body_hash {
+                return Ok(Err(AppendError::IdempotencyConflict {
+                    command_id: command.command_id,
+                    offset: existing.offset,
+                }));
+            }
+            let mut receipts = vec![Receipt::Skipped; entries.len()];
+            receipts[0] = Receipt::Duplicate {
+                offset: existing.offset,
+                session_id: existing.session_id,
+            };
+            return Ok(Ok(receipts));
+        }
+        let mut seqs = Vec::with_capacity(entries.len());
+        let mut request_seqs: HashMap<&ProducerId, u64> = HashMap::new();
+        for entry in &entries {
+            let producer = &entry.template.producer.id;
+            let last = match request_seqs.get(producer) {
+                Some(seq) => *seq,
+                None => match staged.producers.get(producer) {
+                    Some(seq) => *seq,
+                    None => stored_producer_seq(&shared, producer).map_err(|e| e.to_string())?,
+                },
+            };
+            let seq = match entry.seq {
+                SeqSpec::Next => Some(last + 1),
+                SeqSpec::Exact(seq) if seq <= last => None,
+                SeqSpec::Exact(seq) if seq == last + 1 => Some(seq),
+                SeqSpec::Exact(seq) => {
+                    return Ok(Err(AppendError::ProducerGap {
+                        producer: producer.clone(),
+                        expected_seq: last + 1,
+                        got_seq: seq,
+                    }));
+                }
+            };
+            if let Some(seq) = seq {
+                request_seqs.insert(producer, seq);
+            }
+            seqs.push(seq);
+        }
+
+        // Stage.
+        let mut receipts = Vec::with_capacity(entries.len());
+        let mut command_appended = None;
+        for (mut entry, seq) in entries.drain(..).zip(seqs) {
+            let Some(seq) = seq else {
+                receipts.push(Receipt::Skipped);
+                continue;
+            };
+            let offset = self.next_offset;
+            self.next_offset = offset.successor();
+            let session_id = entry.template.session_id;
+            let ts_ms = now.max(self.session_last_ts(staged, &session_id)?);
+            record::patch(&mut entry.record, ts_ms, seq);
+            staged.session_ts.insert(session_id, ts_ms);
+            staged
+                .producers
+                .insert(entry.template.producer.id.clone(), seq);
+            let size_bytes = entry.record.len();
+            batch.insert(&shared.log, offset.to_be_bytes(), entry.record.clone());
+            batch.insert(
+                &shared.by_session,
+                session_key(&session_id, offset),
+                entry.record,
+            );
+            for (hash, bytes) in entry.blobs {
+                batch.insert(&shared.blobs, hash.0, bytes);
+            }
+            if let Some(command) = entry.command.take() {
+                command_appended = Some((command, offset, session_id));
+            }
+            let mut appended = entry.template;
+            appended.offset = offset;
+            appended.ts_ms = ts_ms;
+            appended.producer.seq = seq;
+            published.push((Arc::new(appended), size_bytes));
+            receipts.push(Receipt::Appended(offset));
+        }
+        if let Some((command, offset, session_id)) = command_appended {
+            let record = CommandRecord {
+                offset,
+                session_id,
+                body_hash: command.body_hash,
+            };
+            batch.insert(&shared.command_ids, command.key.clone(), record.to_bytes());
+            staged.commands.insert(command.key, record);
+        }
+        Ok(Ok(receipts))
+    }
+
+    fn lookup_command(&self, staged: &Staged, key: &[u8]) -> Result<Option<CommandRecord>, String> {
+        if let Some(record) = staged.commands.get(key) {
+            return Ok(Some(*record));
+        }
+        let stored = self
+            .shared
+            .command_ids
+            .get(key)
+            .map_err(|e| e.to_string())?;
+        match stored {
+            None => Ok(None),
+            Some(bytes) => CommandRecord::from_bytes(&bytes)
+                .map(Some)
+                .ok_or_else(|| format!("command id record of {} bytes is damaged", bytes.len())),
+        }
+    }
+
+    fn session_last_ts(&self, staged: &Staged, session_id: &SessionId) -> Result<Ms, String> {
+        if let Some(ts) = staged
+            .session_ts
+            .get(session_id)
+            .or_else(|| self.session_ts.get(session_id))
+        {
+            return Ok(*ts);
+        }
+        let range = session_key(session_id, Offset::ZERO)..=session_key(session_id, Offset::MAX);
+        match self.shared.by_session.range(range).next_back() {
+            None => Ok(Ms::MIN),
+            Some(guard) => {
+                let value = guard.value().map_err(|e| e.to_string())?;
+                Ok(record::header(&value)?.ts_ms)
+            }
+        }
+    }
+}

@@ -125,7 +125,30 @@ pub(crate) struct Shared {
     /// Set when a sync failed or the writer died; appends then fail with `unavailable`.
     poisoned: AtomicBool,
     hub: LiveHub,
+    stats: WriterStats,
     config: FjallConfig,
+}
+
+/// Counters of the writer, for benchmarks and metrics.
+#[derive(Debug, Default)]
+struct WriterStats {
+    groups_synced: AtomicU64,
+    entries_synced: AtomicU64,
+    commit_micros: AtomicU64,
+    sync_micros: AtomicU64,
+}
+
+/// A snapshot of the writer's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FjallStats {
+    /// Syncs that made at least one entry durable (one per group commit).
+    pub groups_synced: u64,
+    /// Entries made durable.
+    pub entries_synced: u64,
+    /// Time spent writing groups to fjall (journal and memtables), in microseconds.
+    pub commit_micros: u64,
+    /// Time spent in the sync, in microseconds.
+    pub sync_micros: u64,
 }
 
 impl Shared {
@@ -238,6 +261,7 @@ impl FjallLog {
             synced_producer_seqs: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
             hub: LiveHub::default(),
+            stats: WriterStats::default(),
             config,
         });
         let (requests, receiver) = mpsc::channel(APPEND_QUEUE_REQUESTS_MAX);
@@ -256,6 +280,16 @@ impl FjallLog {
     /// The folder the log lives in.
     pub fn path(&self) -> &Path {
         &self.shared.config.path
+    }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> FjallStats {
+        FjallStats {
+            groups_synced: self.shared.stats.groups_synced.load(Ordering::Relaxed),
+            entries_synced: self.shared.stats.entries_synced.load(Ordering::Relaxed),
+            commit_micros: self.shared.stats.commit_micros.load(Ordering::Relaxed),
+            sync_micros: self.shared.stats.sync_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether a failed sync has poisoned the writer (appends fail until reopened).

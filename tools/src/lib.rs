@@ -1,0 +1,3 @@
+//! Octo's tools: benchmarks now, `octoctl` and the scripted model later.
+
+pub mod bench;

@@ -15,9 +15,10 @@ use crate::ids::{AttachmentId, MessageId, Ms};
 /// Length of a BLAKE3 hash in lowercase hex.
 pub const BLOB_HASH_HEX_CHARS: usize = 64;
 
-/// The BLAKE3 hash of a blob, as 64 lowercase hex characters (the only accepted spelling).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BlobHash(String);
+/// The BLAKE3 hash of a blob: 32 bytes, written as 64 lowercase hex characters (the only accepted
+/// spelling). The log's blob store is keyed by the raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlobHash([u8; 32]);
 
 /// Why a blob hash was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,47 +28,60 @@ pub struct BlobHashError {
     pub value: String,
 }
 
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
 impl BlobHash {
     /// # Errors
     /// [`BlobHashError`] unless `text` is 64 lowercase hex characters.
     pub fn parse(text: &str) -> Result<BlobHash, BlobHashError> {
-        let ok = text.len() == BLOB_HASH_HEX_CHARS
-            && text
-                .bytes()
-                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
-        if ok {
-            Ok(BlobHash(text.to_owned()))
-        } else {
-            Err(BlobHashError {
-                value: text.chars().take(80).collect(),
-            })
+        let refuse = || BlobHashError {
+            value: text.chars().take(80).collect(),
+        };
+        if text.len() != BLOB_HASH_HEX_CHARS {
+            return Err(refuse());
         }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let (Some(high), Some(low)) = (hex_digit(pair[0]), hex_digit(pair[1])) else {
+                return Err(refuse());
+            };
+            *byte = (high << 4) | low;
+        }
+        Ok(BlobHash(bytes))
     }
 
     /// The hash from its 32 raw bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> BlobHash {
-        let mut text = String::with_capacity(BLOB_HASH_HEX_CHARS);
-        for byte in bytes {
-            text.push_str(&format!("{byte:02x}"));
-        }
-        BlobHash(text)
+    pub const fn from_bytes(bytes: [u8; 32]) -> BlobHash {
+        BlobHash(bytes)
     }
 
-    /// The hex text.
-    pub fn as_str(&self) -> &str {
+    /// The 32 raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 }
 
 impl fmt::Display for BlobHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobHash({self})")
     }
 }
 
 impl Serialize for BlobHash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.collect_str(self)
     }
 }
 
@@ -265,11 +279,18 @@ mod tests {
 
     #[test]
     fn blob_hash_has_one_spelling() {
-        let hash = BlobHash::from_bytes([0xab; 32]);
-        assert_eq!(hash.as_str().len(), BLOB_HASH_HEX_CHARS);
-        assert_eq!(BlobHash::parse(hash.as_str()), Ok(hash.clone()));
-        assert!(BlobHash::parse(&hash.as_str().to_uppercase()).is_err());
-        assert!(BlobHash::parse(&hash.as_str()[1..]).is_err());
+        let mut bytes = [0xab; 32];
+        bytes[0] = 0x01;
+        bytes[31] = 0xf0;
+        let hash = BlobHash::from_bytes(bytes);
+        let text = hash.to_string();
+        assert_eq!(text.len(), BLOB_HASH_HEX_CHARS);
+        assert!(text.starts_with("01ab") && text.ends_with("abf0"), "{text}");
+        assert_eq!(BlobHash::parse(&text), Ok(hash));
+        assert_eq!(BlobHash::parse(&text).map(|h| *h.as_bytes()), Ok(bytes));
+        assert!(BlobHash::parse(&text.to_uppercase()).is_err());
+        assert!(BlobHash::parse(&text[1..]).is_err());
+        assert!(BlobHash::parse(&format!("{}g", &text[1..])).is_err());
     }
 
     #[test]

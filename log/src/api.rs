@@ -1,10 +1,10 @@
 //! The backend-independent surface of the log: what an append carries, what comes back, how reads
 //! are filtered, and the [`EventLog`] trait every backend implements.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use octo_core::history::{BlobHash, BlobRef};
 use octo_core::{
     Body, Command, CommandId, Event, Kind, LogEntry, Offset, ProducerId, SessionId, UserId,
 };
@@ -32,7 +32,7 @@ pub struct NewEntry {
     /// Present exactly for commands: the client's idempotency key.
     pub command_id: Option<CommandId>,
     pub body: Body,
-    /// Payloads the body refers to by [`BlobHash`], stored in the same atomic append.
+    /// Payloads the body refers to by [`BlobRef`], stored in the same atomic append.
     pub blobs: Vec<Vec<u8>>,
 }
 
@@ -274,32 +274,16 @@ pub struct ReadBatch {
     pub reached_end: bool,
 }
 
-/// The 32-byte blake3 hash that names a blob in the content-addressed store.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlobHash(pub [u8; 32]);
-
-impl BlobHash {
-    /// The hash of `bytes`.
-    pub fn of(bytes: &[u8]) -> BlobHash {
-        BlobHash(*blake3::hash(bytes).as_bytes())
-    }
-
-    /// Lowercase hex, as entries carry it (`{blob: <hex>, size}`).
-    pub fn to_hex(&self) -> String {
-        blake3::Hash::from_bytes(self.0).to_hex().to_string()
-    }
-
-    /// Parses lowercase or uppercase hex.
-    pub fn from_hex(text: &str) -> Option<BlobHash> {
-        blake3::Hash::from_hex(text)
-            .ok()
-            .map(|hash| BlobHash(*hash.as_bytes()))
-    }
+/// The hash that names a blob in the content-addressed store.
+pub fn blob_hash(bytes: &[u8]) -> BlobHash {
+    BlobHash::from_bytes(*blake3::hash(bytes).as_bytes())
 }
 
-impl fmt::Debug for BlobHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlobHash({})", self.to_hex())
+/// The reference an entry carries in place of a payload stored as a blob (PROTOCOL.md 2.2).
+pub fn blob_ref(bytes: &[u8]) -> BlobRef {
+    BlobRef {
+        blob: blob_hash(bytes),
+        size: bytes.len() as u64,
     }
 }
 

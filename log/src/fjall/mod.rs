@@ -343,7 +343,7 @@ impl FjallLog {
                         config.blob_bytes_max
                     )));
                 }
-                blobs.push((BlobHash::of(&blob), blob));
+                blobs.push((crate::api::blob_hash(&blob), blob));
             }
             let command = match (&entry.body, entry.command_id) {
                 (octo_core::Body::Command(command), Some(command_id)) => {
@@ -534,7 +534,7 @@ impl EventLog for FjallLog {
         blocking(move || {
             shared
                 .blobs
-                .get(hash.0)
+                .get(hash.as_bytes())
                 .map(|value| value.map(|bytes| bytes.to_vec()))
                 .map_err(|e| ReadError::Unavailable {
                     reason: e.to_string(),

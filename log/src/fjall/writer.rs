@@ -354,7 +354,7 @@ impl Writer {
                 entry.record,
             );
             for (hash, bytes) in entry.blobs {
-                batch.insert(&shared.blobs, hash.0, bytes);
+                batch.insert(&shared.blobs, *hash.as_bytes(), bytes);
             }
             if let Some(command) = entry.command.take() {
                 command_appended = Some((command, offset, session_id));

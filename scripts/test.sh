@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of Octo: formatting, lints, the whole test suite (debug builds),
+# and a few-second smoke run of each benchmark. `.ci/run` calls exactly this.
+#
+# Needs: the Rust toolchain with cargo-nextest. Installs what else it needs itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "cargo-nextest is missing; installing it"
+  cargo install --locked cargo-nextest
+fi
+cargo nextest --version | head -n 1
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo nextest run --workspace --locked --profile ci
+cargo test --workspace --locked --doc
+
+step "benchmark smoke runs (figures are not meaningful here; see README for real runs)"
+cargo run --locked --quiet -p octo-tools --bin octo-bench -- log --seconds 0.3 --dir target/bench-smoke >/dev/null
+echo "octo-bench log: ok"
+
+step "all tests passed"

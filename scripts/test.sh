@@ -29,5 +29,7 @@ cargo test --workspace --locked --doc
 step "benchmark smoke runs (figures are not meaningful here; see README for real runs)"
 cargo run --locked --quiet -p octo-tools --bin octo-bench -- log --seconds 0.3 --dir target/bench-smoke >/dev/null
 echo "octo-bench log: ok"
+cargo run --locked --quiet -p octo-tools --bin octo-bench -- codec --seconds 0.05 >/dev/null
+echo "octo-bench codec: ok"
 
 step "all tests passed"

@@ -1,5 +1,6 @@
 //! `octo-bench`: measurements of Octo's hot paths, printed as one JSON object.
 
+mod codec;
 mod log;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ pub struct Cli {
 pub enum Bench {
     /// The event log against raw fjall on the same disk, in the same run.
     Log(log::LogArgs),
+    /// Encode and decode speed of the hot-path frames, JSON and msgpack.
+    Codec(codec::CodecArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -26,5 +29,6 @@ pub enum Bench {
 pub fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
     match cli.command {
         Bench::Log(args) => log::run(&args),
+        Bench::Codec(args) => codec::run(&args),
     }
 }

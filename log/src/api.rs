@@ -108,7 +108,8 @@ impl Receipt {
     }
 }
 
-/// Why an append failed. Nothing of the batch was appended in every case.
+/// Why an append failed. Nothing of the batch was appended, except possibly after
+/// [`AppendError::Unavailable`] (see there).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
@@ -139,8 +140,12 @@ pub enum AppendError {
         expected_seq: u64,
         got_seq: u64,
     },
-    /// Transient or fatal backend trouble: retry with the same command id (`unavailable`). After a
-    /// failed sync the log stays unavailable until it is reopened.
+    /// Transient or fatal backend trouble (`unavailable`). After a failed sync the log stays
+    /// unavailable until it is reopened, and the outcome of the appends it caught is unknown: they
+    /// were never acked nor shown, but the reopened log may hold them. Retrying is safe for
+    /// commands (same `command_id`) and for [`SeqSpec::Exact`] events (same seq), which
+    /// deduplicate; an event numbered by the writer ([`SeqSpec::Next`]) may then appear twice, so
+    /// its producer reconciles against the log after a reopen.
     #[error("the log cannot append now: {reason}")]
     Unavailable { reason: String },
 }
@@ -321,7 +326,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// to it, until the queue passes `bound` and the listener is marked overflowed.
     fn listen(&self, filter: LogFilter, bound: QueueBound) -> Listener;
 
-    /// A stored blob.
+    /// A stored blob. A blob is meaningful only through a visible entry that refers to it; callers
+    /// reach blobs from entries, after the entry's owner check.
     ///
     /// # Errors
     /// [`ReadError`].

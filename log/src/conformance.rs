@@ -586,6 +586,126 @@ pub async fn producer_seqs_dedupe(backend: &dyn Backend) {
     assert_eq!(seqs, vec![1, 2, 3, 4], "each seq once");
 }
 
+/// Rejected requests sharing a group with accepted ones stage nothing; accepted ones land whole.
+pub async fn rejections_in_a_busy_group(backend: &dyn Backend) {
+    let log = backend.open().await;
+    let alice = user("alice");
+    let session_id = SessionId::new();
+    let taken = CommandId::new();
+    let original = append_one(&*log, prompt(&alice, session_id, taken, "original")).await;
+    let runner = "rn-busy";
+    append_one(&*log, runner_event(&alice, session_id, runner, 1)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..48 {
+        let log = Arc::clone(&log);
+        let alice = alice.clone();
+        tasks.spawn(async move {
+            let batch = match n % 4 {
+                // Conflicts with the original command.
+                0 => vec![prompt(&alice, session_id, taken, &format!("other {n}"))],
+                // A gap in the runner's seqs.
+                1 => vec![runner_event(&alice, session_id, runner, 5 + n)],
+                // Fine: a command with a derived event.
+                2 => vec![
+                    prompt(&alice, session_id, CommandId::new(), &format!("ok {n}")),
+                    notice(&alice, session_id, &format!("derived {n}")),
+                ],
+                _ => vec![notice(&alice, session_id, &format!("ok {n}"))],
+            };
+            (n, log.append(batch).await)
+        });
+    }
+    let mut appended = vec![original];
+    while let Some(result) = tasks.join_next().await {
+        let (n, outcome) = result.expect("task ran");
+        match (n % 4, outcome) {
+            (0, Err(AppendError::IdempotencyConflict { offset, .. })) => {
+                assert_eq!(offset, original)
+            }
+            (
+                1,
+                Err(AppendError::ProducerGap {
+                    expected_seq: 2, ..
+                }),
+            ) => {}
+            (2 | 3, Ok(receipts)) => {
+                for receipt in receipts {
+                    let Receipt::Appended(offset) = receipt else {
+                        panic!("{receipt:?}")
+                    };
+                    appended.push(offset);
+                }
+            }
+            (kind, other) => panic!("request kind {kind} got {other:?}"),
+        }
+    }
+    let mut stored: Vec<Offset> = read_all(&*log, &LogFilter::all(), Offset::ZERO)
+        .await
+        .iter()
+        .filter(|entry| entry.producer.id.as_str() != runner)
+        .map(|entry| entry.offset)
+        .collect();
+    stored.sort();
+    appended.sort();
+    assert_eq!(stored, appended, "exactly the accepted entries are stored");
+    assert_eq!(
+        log.producer_seq(producer(runner)).await.expect("reads"),
+        1,
+        "gaps stage nothing"
+    );
+}
+
+/// Several producers in one batch are numbered each on its own.
+pub async fn producers_interleave_in_one_batch(backend: &dyn Backend) {
+    let log = backend.open().await;
+    let alice = user("alice");
+    let session_id = SessionId::new();
+    let batch = vec![
+        runner_event(&alice, session_id, "rn-a", 1),
+        runner_event(&alice, session_id, "rn-b", 1),
+        runner_event(&alice, session_id, "rn-a", 2),
+        notice(&alice, session_id, "gateway"),
+        runner_event(&alice, session_id, "rn-b", 2),
+    ];
+    let receipts = log.append(batch).await.expect("appends");
+    assert!(
+        receipts.iter().all(|r| matches!(r, Receipt::Appended(_))),
+        "{receipts:?}"
+    );
+    let entries = read_all(&*log, &LogFilter::session(session_id), Offset::ZERO).await;
+    let numbered: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| (e.producer.id.to_string(), e.producer.seq))
+        .collect();
+    assert_eq!(
+        numbered,
+        vec![
+            ("rn-a".to_owned(), 1),
+            ("rn-b".to_owned(), 1),
+            ("rn-a".to_owned(), 2),
+            ("gw:test".to_owned(), 1),
+            ("rn-b".to_owned(), 2),
+        ]
+    );
+    assert_eq!(log.producer_seq(producer("rn-a")).await.expect("reads"), 2);
+    assert_eq!(log.producer_seq(producer("rn-b")).await.expect("reads"), 2);
+    // A command cannot carry its own seq, and seqs start at 1.
+    let mut numbered_command = prompt(&alice, session_id, CommandId::new(), "x");
+    numbered_command.seq = SeqSpec::Exact(3);
+    let result = log.append(vec![numbered_command]).await;
+    assert!(
+        matches!(result, Err(AppendError::Invalid { .. })),
+        "{result:?}"
+    );
+    let result = log
+        .append(vec![runner_event(&alice, session_id, "rn-c", 0)])
+        .await;
+    assert!(
+        matches!(result, Err(AppendError::Invalid { .. })),
+        "{result:?}"
+    );
+}
+
 /// Oversized and malformed appends are refused and change nothing.
 pub async fn bad_appends_change_nothing(backend: &dyn Backend) {
     let log = backend.open().await;
@@ -758,21 +878,17 @@ pub async fn slow_subscriber_catches_up(backend: &dyn Backend) {
     append_one(&*log, notice(&alice, session_id, "first")).await;
     let first = next_within(&mut subscription).await;
     let mut expected = vec![first.offset];
-    let started = std::time::Instant::now();
+    // Appends finish while nobody reads the subscription: the queue of one overflows instead of
+    // holding them up (a blocked appender would hang here, past the test's deadline).
     for n in 0..300 {
         expected.push(append_one(&*log, notice(&alice, session_id, &format!("n{n}"))).await);
     }
-    let append_time = started.elapsed();
     let mut got = vec![first.offset];
     while got.len() < expected.len() {
         got.push(next_within(&mut subscription).await.offset);
     }
     assert_eq!(got, expected, "nothing lost, nothing twice");
     assert!(subscription.overflows() > 0, "the overflow path ran");
-    assert!(
-        append_time < PATIENCE,
-        "appenders were not blocked by the subscriber"
-    );
 }
 
 /// Several appenders and subscribers that drop and resume at random offsets: every subscriber
@@ -872,6 +988,8 @@ pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     duplicate_batches_append_nothing(&make()).await;
     concurrent_duplicates_append_once(&make()).await;
     producer_seqs_dedupe(&make()).await;
+    rejections_in_a_busy_group(&make()).await;
+    producers_interleave_in_one_batch(&make()).await;
     bad_appends_change_nothing(&make()).await;
     blobs_are_stored_with_their_entry(&make()).await;
     subscribe_replays_then_tails(&make()).await;
@@ -893,6 +1011,8 @@ macro_rules! conformance_tests {
             duplicate_batches_append_nothing,
             concurrent_duplicates_append_once,
             producer_seqs_dedupe,
+            rejections_in_a_busy_group,
+            producers_interleave_in_one_batch,
             bad_appends_change_nothing,
             blobs_are_stored_with_their_entry,
             subscribe_replays_then_tails,

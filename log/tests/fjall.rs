@@ -68,10 +68,12 @@ async fn acks_wait_for_the_sync() {
     )
     .expect("subscribes");
 
+    let n_acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut appenders = tokio::task::JoinSet::new();
     for idx in 0..16 {
         let log = Arc::clone(&log);
         let alice = alice.clone();
+        let n_acked = Arc::clone(&n_acked);
         appenders.spawn(async move {
             let mut acked = Vec::new();
             for n in 0.. {
@@ -96,6 +98,7 @@ async fn acks_wait_for_the_sync() {
                             log.head()
                         );
                         acked.push((offset, command_id));
+                        n_acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(AppendError::Unavailable { .. }) => return acked,
                     Err(other) => panic!("unexpected error {other}"),
@@ -104,7 +107,16 @@ async fn acks_wait_for_the_sync() {
             unreachable!()
         });
     }
-    tokio::time::sleep(Duration::from_millis(rand::rng().random_range(50..300))).await;
+    // Fail the syncs at a random point after some progress, however slow the machine is.
+    let progress = rand::rng().random_range(100..400);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while n_acked.load(std::sync::atomic::Ordering::Relaxed) < progress {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress before the failure"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     failpoints.fail_syncs();
     let mut acked = BTreeMap::new();
     while let Some(result) = appenders.join_next().await {
@@ -182,6 +194,47 @@ async fn acks_wait_for_the_sync() {
     );
 }
 
+/// A runner's seq is reported (for `welcome.acked_seq`) only once it is durable: a first write
+/// of a producer caught by a failing sync leaves its reported seq where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_seq_is_reported_only_when_durable() {
+    let backend = FjallBackend::new();
+    let log = open(backend.config.clone()).await;
+    let alice = user("alice");
+    let session_id = SessionId::new();
+    let runner = octo_log::conformance::producer("rn-first");
+    let receipts = log
+        .append(vec![octo_log::conformance::runner_event(
+            &alice, session_id, "rn-other", 1,
+        )])
+        .await
+        .expect("appends");
+    assert!(matches!(receipts[..], [Receipt::Appended(_)]));
+    backend.config.failpoints.fail_syncs();
+    let caught = log
+        .append(vec![octo_log::conformance::runner_event(
+            &alice, session_id, "rn-first", 1,
+        )])
+        .await;
+    assert!(
+        matches!(caught, Err(AppendError::Unavailable { .. })),
+        "{caught:?}"
+    );
+    assert_eq!(
+        log.producer_seq(runner.clone()).await.expect("reads"),
+        0,
+        "unsynced seq hidden"
+    );
+    assert_eq!(
+        log.producer_seq(octo_log::conformance::producer("rn-other"))
+            .await
+            .expect("reads"),
+        1
+    );
+    let visible = read_all(&*log, &LogFilter::all(), Offset::ZERO).await;
+    assert_eq!(visible.len(), 1, "only the synced entry is visible");
+}
+
 const CHILD_ENV: &str = "OCTO_LOG_KILL9_CHILD_DIR";
 
 /// Not a test on its own: the child process of `kill9_loses_no_acked_entry`. It appends from 8
@@ -254,10 +307,11 @@ async fn kill9_loses_no_acked_entry() {
             let mut acks = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let mut words = line.split_whitespace();
-                if words.next() != Some("ACK") {
+                // libtest may print `test kill9_child ... ` without a newline before the first ack.
+                let Some(at) = line.find("ACK ") else {
                     continue;
-                }
+                };
+                let mut words = line[at..].split_whitespace().skip(1);
                 let offset: u64 = words.next().and_then(|w| w.parse().ok()).expect("offset");
                 let command_id: CommandId = words.next().and_then(|w| w.parse().ok()).expect("id");
                 if acks.is_empty() {

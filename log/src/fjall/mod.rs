@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{
     AppendError, BlobHash, EventLog, LogFilter, NewEntry, ReadBatch, ReadError, ReadQuery, Receipt,
+    SeqSpec,
 };
 use crate::live::{Listener, LiveHub, QueueBound};
 use crate::record;
@@ -306,6 +307,7 @@ impl FjallLog {
         }
         let config = &self.shared.config;
         let mut prepared = Vec::with_capacity(batch.len());
+        let mut blob_bytes_total = 0usize;
         for (index, entry) in batch.into_iter().enumerate() {
             let invalid = |reason: String| AppendError::Invalid { index, reason };
             let kind = entry.body.kind().ok_or_else(|| {
@@ -313,6 +315,17 @@ impl FjallLog {
             })?;
             octo_core::entry::check_shape(kind, entry.command_id.is_some(), &entry.body)
                 .map_err(|e| invalid(e.to_string()))?;
+            match (kind, entry.seq) {
+                (Kind::Command, SeqSpec::Exact(_)) => {
+                    return Err(invalid(
+                        "a command's seq is assigned by the writer (SeqSpec::Next)".to_owned(),
+                    ));
+                }
+                (_, SeqSpec::Exact(0)) => {
+                    return Err(invalid("producer seqs start at 1".to_owned()));
+                }
+                _ => {}
+            }
             if kind == Kind::Command && index != 0 {
                 return Err(invalid(
                     "a batch holds at most one command, as its first entry".to_owned(),
@@ -340,6 +353,13 @@ impl FjallLog {
                     return Err(invalid(format!(
                         "a blob of {} bytes is over the {}-byte limit",
                         blob.len(),
+                        config.blob_bytes_max
+                    )));
+                }
+                blob_bytes_total += blob.len();
+                if blob_bytes_total > config.blob_bytes_max {
+                    return Err(invalid(format!(
+                        "the batch carries more than {} bytes of blobs; append them in several batches",
                         config.blob_bytes_max
                     )));
                 }

@@ -40,6 +40,21 @@ pub(super) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
 }
 
+impl AppendRequest {
+    fn size_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|entry| {
+                entry.record.len() + entry.blobs.iter().map(|(_, b)| b.len()).sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+/// Bytes one group may hold (records and blobs); a group stops gathering past it, so a burst of
+/// large hstry writes cannot build a batch of gigabytes.
+const GROUP_BYTES_MAX: usize = 64 << 20;
+
 /// Where a command id already points: its offset, session and body hash.
 #[derive(Clone, Copy)]
 struct CommandRecord {
@@ -69,21 +84,7 @@ impl CommandRecord {
     }
 }
 
-/// The last seq stored for a producer, as of the last sync.
-pub(super) fn stored_producer_seq(
-    shared: &Shared,
-    producer: &ProducerId,
-) -> Result<u64, ReadError> {
-    // Every producer written since open is in the synced map; one that is not there was last
-    // written before open, and open synced everything it found.
-    if let Some(seq) = shared
-        .synced_producer_seqs
-        .lock()
-        .expect("lock is never poisoned")
-        .get(producer)
-    {
-        return Ok(*seq);
-    }
+fn read_producer_seq(shared: &Shared, producer: &ProducerId) -> Result<u64, ReadError> {
     let stored = shared
         .producers
         .get(producer.as_str().as_bytes())
@@ -100,6 +101,41 @@ pub(super) fn stored_producer_seq(
             Ok(u64::from_be_bytes(bytes))
         }
     }
+}
+
+/// The last seq of a producer as of the last sync, for readers (`welcome.acked_seq`).
+///
+/// The synced map holds every producer the writer has touched since open, and the writer puts a
+/// producer there (under the same lock) before it stages any write for it. So a producer missing
+/// from the map has no write in flight, and its stored value, read while holding the lock, is
+/// durable: open synced everything it found.
+pub(super) fn stored_producer_seq(
+    shared: &Shared,
+    producer: &ProducerId,
+) -> Result<u64, ReadError> {
+    let synced = shared
+        .synced_producer_seqs
+        .lock()
+        .expect("lock is never poisoned");
+    match synced.get(producer) {
+        Some(seq) => Ok(*seq),
+        None => read_producer_seq(shared, producer),
+    }
+}
+
+/// The last seq of a producer for the writer's decisions, entering it into the synced map first
+/// (see [`stored_producer_seq`]).
+fn producer_seq_for_write(shared: &Shared, producer: &ProducerId) -> Result<u64, ReadError> {
+    let mut synced = shared
+        .synced_producer_seqs
+        .lock()
+        .expect("lock is never poisoned");
+    if let Some(seq) = synced.get(producer) {
+        return Ok(*seq);
+    }
+    let seq = read_producer_seq(shared, producer)?;
+    synced.insert(producer.clone(), seq);
+    Ok(seq)
 }
 
 /// What the group decided so far, not yet durable.
@@ -171,17 +207,20 @@ impl Writer {
         let mut recent_group_sizes = [1usize; 2];
         while let Some(first) = requests.blocking_recv() {
             let mut n_entries = first.entries.len();
+            let mut n_bytes = first.size_bytes();
             group.push(first);
             let expected = recent_group_sizes[0].max(recent_group_sizes[1]);
             let deadline = Instant::now() + GROUP_GATHER_WAIT_MAX;
             loop {
-                while n_entries < APPEND_BATCH_ENTRIES_MAX {
+                while n_entries < APPEND_BATCH_ENTRIES_MAX && n_bytes < GROUP_BYTES_MAX {
                     let Ok(next) = requests.try_recv() else { break };
                     n_entries += next.entries.len();
+                    n_bytes += next.size_bytes();
                     group.push(next);
                 }
                 if group.len() >= expected
                     || n_entries >= APPEND_BATCH_ENTRIES_MAX
+                    || n_bytes >= GROUP_BYTES_MAX
                     || Instant::now() >= deadline
                 {
                     break;
@@ -213,8 +252,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(group.len());
         for request in group.iter_mut() {
             let entries = std::mem::take(&mut request.entries);
-            let outcome = self.stage(entries, now, &mut batch, &mut staged, &mut published)?;
-            outcomes.push(outcome);
+            outcomes.push(self.stage(entries, now, &mut batch, &mut staged, &mut published));
         }
         let n_appended = published.len() as u64;
         assert_eq!(
@@ -272,8 +310,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Decides one request and stages its writes. The outer error is a storage failure (fatal
-    /// for the group); the inner one is this request's rejection.
+    /// Decides one request and stages its writes. A rejection (duplicate, conflict, gap, or a
+    /// failed read while deciding) stages nothing and leaves the writer healthy.
     fn stage(
         &mut self,
         mut entries: Vec<Prepared>,
@@ -281,78 +319,95 @@ impl Writer {
         batch: &mut OwnedWriteBatch,
         staged: &mut Staged,
         published: &mut Vec<(Arc<LogEntry>, usize)>,
-    ) -> Result<Result<Vec<Receipt>, AppendError>, String> {
+    ) -> Result<Vec<Receipt>, AppendError> {
         let shared = Arc::clone(&self.shared);
-        // Decide first, without touching anything, so a rejected request stages nothing.
+        let unreadable = |reason: String| AppendError::Unavailable {
+            reason: format!("cannot read the log's state: {reason}"),
+        };
+
+        // Decide everything first, so a rejected request stages nothing.
         if let Some(command) = entries.first().and_then(|entry| entry.command.as_ref())
-            && let Some(existing) = self.lookup_command(staged, &command.key)?
+            && let Some(existing) = self
+                .lookup_command(staged, &command.key)
+                .map_err(unreadable)?
         {
             if existing.body_hash != command.body_hash {
-                return Ok(Err(AppendError::IdempotencyConflict {
+                return Err(AppendError::IdempotencyConflict {
                     command_id: command.command_id,
                     offset: existing.offset,
-                }));
+                });
             }
             let mut receipts = vec![Receipt::Skipped; entries.len()];
             receipts[0] = Receipt::Duplicate {
                 offset: existing.offset,
                 session_id: existing.session_id,
             };
-            return Ok(Ok(receipts));
+            return Ok(receipts);
         }
-        let mut seqs = Vec::with_capacity(entries.len());
+        // Per entry: its seq and ts_ms, or `None` for a re-sent seq.
+        let mut decisions: Vec<Option<(u64, Ms)>> = Vec::with_capacity(entries.len());
         let mut request_seqs: HashMap<&ProducerId, u64> = HashMap::new();
+        let mut request_ts: HashMap<SessionId, Ms> = HashMap::new();
         for entry in &entries {
             let producer = &entry.template.producer.id;
-            let last = match request_seqs.get(producer) {
+            let last_seq = match request_seqs
+                .get(producer)
+                .or_else(|| staged.producers.get(producer))
+            {
                 Some(seq) => *seq,
-                None => match staged.producers.get(producer) {
-                    Some(seq) => *seq,
-                    None => stored_producer_seq(&shared, producer).map_err(|e| e.to_string())?,
-                },
+                None => producer_seq_for_write(&shared, producer)
+                    .map_err(|e| unreadable(e.to_string()))?,
             };
             let seq = match entry.seq {
-                SeqSpec::Next => Some(last + 1),
-                SeqSpec::Exact(seq) if seq <= last => None,
-                SeqSpec::Exact(seq) if seq == last + 1 => Some(seq),
+                SeqSpec::Next => last_seq + 1,
+                SeqSpec::Exact(seq) if seq <= last_seq => {
+                    decisions.push(None);
+                    continue;
+                }
+                SeqSpec::Exact(seq) if seq == last_seq + 1 => seq,
                 SeqSpec::Exact(seq) => {
-                    return Ok(Err(AppendError::ProducerGap {
+                    return Err(AppendError::ProducerGap {
                         producer: producer.clone(),
-                        expected_seq: last + 1,
+                        expected_seq: last_seq + 1,
                         got_seq: seq,
-                    }));
+                    });
                 }
             };
-            if let Some(seq) = seq {
-                request_seqs.insert(producer, seq);
-            }
-            seqs.push(seq);
+            request_seqs.insert(producer, seq);
+            let session_id = entry.template.session_id;
+            let last_ts = match request_ts.get(&session_id) {
+                Some(ts) => *ts,
+                None => self
+                    .session_last_ts(staged, &session_id)
+                    .map_err(unreadable)?,
+            };
+            // Clamped so a session's timestamps never go back when the clock does.
+            let ts_ms = now.max(last_ts);
+            request_ts.insert(session_id, ts_ms);
+            decisions.push(Some((seq, ts_ms)));
         }
 
-        // Stage.
+        // Stage: nothing below can fail.
         let mut receipts = Vec::with_capacity(entries.len());
         let mut command_appended = None;
-        for (mut entry, seq) in entries.drain(..).zip(seqs) {
-            let Some(seq) = seq else {
+        for (mut entry, decision) in entries.drain(..).zip(decisions) {
+            let Some((seq, ts_ms)) = decision else {
                 receipts.push(Receipt::Skipped);
                 continue;
             };
             let offset = self.next_offset;
             self.next_offset = offset.successor();
             let session_id = entry.template.session_id;
-            let ts_ms = now.max(self.session_last_ts(staged, &session_id)?);
             record::patch(&mut entry.record, ts_ms, seq);
             staged.session_ts.insert(session_id, ts_ms);
             staged
                 .producers
                 .insert(entry.template.producer.id.clone(), seq);
             let size_bytes = entry.record.len();
-            batch.insert(&shared.log, offset.to_be_bytes(), entry.record.clone());
-            batch.insert(
-                &shared.by_session,
-                session_key(&session_id, offset),
-                entry.record,
-            );
+            // One buffer shared by both keyspaces.
+            let record = fjall::Slice::from(entry.record);
+            batch.insert(&shared.log, offset.to_be_bytes(), record.clone());
+            batch.insert(&shared.by_session, session_key(&session_id, offset), record);
             for (hash, bytes) in entry.blobs {
                 batch.insert(&shared.blobs, *hash.as_bytes(), bytes);
             }
@@ -375,7 +430,7 @@ impl Writer {
             batch.insert(&shared.command_ids, command.key.clone(), record.to_bytes());
             staged.commands.insert(command.key, record);
         }
-        Ok(Ok(receipts))
+        Ok(receipts)
     }
 
     fn lookup_command(&self, staged: &Staged, key: &[u8]) -> Result<Option<CommandRecord>, String> {

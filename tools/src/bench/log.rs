@@ -25,6 +25,9 @@ pub struct LogArgs {
     /// Bytes of text in each entry (an assistant text delta is typically a few hundred).
     #[arg(long, default_value_t = 200)]
     text_bytes: usize,
+    /// Appender counts to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+    appenders: Vec<usize>,
     /// Where to put the logs (a fresh temporary folder inside it). Use a real disk, not tmpfs.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
@@ -203,7 +206,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<serde_json::Value> {
         let log = tokio::task::spawn_blocking(move || FjallLog::open(FjallConfig::new(log_path)))
             .await??;
         let mut appenders = serde_json::Map::new();
-        for n_appenders in [1usize, 16, 64] {
+        for &n_appenders in &args.appenders {
             let figures = event_log_appenders(&log, n_appenders, args.text_bytes, run_for).await?;
             appenders.insert(n_appenders.to_string(), figures);
         }

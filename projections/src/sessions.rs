@@ -1,0 +1,345 @@
+//! The `sessions` projection: one summary per session (PROTOCOL.md 5.3), the user's listing in
+//! `updated_offset` order, and what the runner needs to (re)start a session's harness.
+//!
+//! A fork's summary is derived from its parent's view at the fork point, never copied: its
+//! `message_count` counts the messages of its whole view, its preview is the view's first user
+//! message. `usage` counts the session's own entries only (the tokens it spent, not its parent's).
+//! hstry conversations (`history.*`) join this projection with the hstry issue.
+//!
+//! Keys:
+//! - `s` ++ session id -> [`SessionRecord`] (msgpack);
+//! - `u` ++ user id ++ 0x00 ++ updated offset ++ session id -> empty: the listing order;
+//! - `m` ++ session id ++ offset -> empty: the session's own messages, to count a view's prefix.
+
+use fjall::Keyspace;
+use octo_core::frame::{ParentRef, RunState, SessionSummary};
+use octo_core::message::{Part, Role, ThinkingLevel, Usage};
+use octo_core::{Body, Event, LogEntry, ModelRef, Offset, SessionId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+use crate::{Projection, Txn};
+
+/// Characters of the first user message shown as a preview.
+pub const PREVIEW_CHARS_MAX: usize = 120;
+
+/// Everything the projection keeps about one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub owner: UserId,
+    pub summary: SessionSummary,
+    /// The harness's own session file, from its last `harness.started`.
+    pub harness_session_file: Option<String>,
+    pub thinking_level: Option<ThinkingLevel>,
+    /// Messages of the view inherited from the parent (0 for a root session).
+    pub inherited_messages: u32,
+    /// The view offset of the message the preview comes from.
+    pub preview_offset: Option<Offset>,
+}
+
+/// The `sessions` fold.
+#[derive(Debug, Default)]
+pub struct Sessions;
+
+fn record_key(session_id: &SessionId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(b's');
+    key.extend_from_slice(session_id.as_bytes());
+    key
+}
+
+fn listing_prefix(user_id: &UserId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + user_id.as_str().len());
+    key.push(b'u');
+    key.extend_from_slice(user_id.as_str().as_bytes());
+    // User ids hold no control characters, so 0x00 ends the id.
+    key.push(0);
+    key
+}
+
+fn listing_key(user_id: &UserId, updated: Offset, session_id: &SessionId) -> Vec<u8> {
+    let mut key = listing_prefix(user_id);
+    key.extend_from_slice(&updated.to_be_bytes());
+    key.extend_from_slice(session_id.as_bytes());
+    key
+}
+
+fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
+    key.push(b'm');
+    key.extend_from_slice(session_id.as_bytes());
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+fn preview_of(parts: &[Part]) -> String {
+    let text: String = parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Text(text) => Some(text.text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.chars().take(PREVIEW_CHARS_MAX).collect()
+}
+
+/// Messages in a session's view at or below `at`.
+fn view_messages(txn: &mut Txn<'_>, record: &SessionRecord, at: Offset) -> u32 {
+    let from = message_key(&record.summary.session_id, Offset::ZERO);
+    let to = message_key(&record.summary.session_id, at.successor());
+    let own = txn.keys_in(&from, &to).len();
+    record.inherited_messages + u32::try_from(own).unwrap_or(u32::MAX)
+}
+
+fn new_summary(
+    entry: &LogEntry,
+    harness: &str,
+    workspace: &str,
+    model: Option<ModelRef>,
+    title: Option<String>,
+) -> SessionSummary {
+    SessionSummary {
+        session_id: entry.session_id,
+        title,
+        preview: String::new(),
+        harness: harness.to_owned(),
+        workspace: workspace.to_owned(),
+        parent: None,
+        created_ms: entry.ts_ms,
+        updated_ms: entry.ts_ms,
+        updated_offset: entry.offset,
+        run_state: RunState::Idle,
+        model,
+        message_count: 0,
+        usage: Usage::default(),
+        deleted: false,
+    }
+}
+
+impl Projection for Sessions {
+    const NAME: &'static str = "sessions";
+    const VERSION: u32 = 1;
+
+    fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
+        let Body::Event(event) = &entry.body else {
+            return;
+        };
+        let key = record_key(&entry.session_id);
+        let mut record = match event {
+            Event::SessionCreated(created) => SessionRecord {
+                owner: entry.user_id.clone(),
+                summary: new_summary(
+                    entry,
+                    &created.harness,
+                    &created.workspace,
+                    created.model.clone(),
+                    created.title.clone(),
+                ),
+                harness_session_file: None,
+                thinking_level: created.thinking_level,
+                inherited_messages: 0,
+                preview_offset: None,
+            },
+            Event::SessionForked(forked) => {
+                let mut record = SessionRecord {
+                    owner: entry.user_id.clone(),
+                    summary: new_summary(
+                        entry,
+                        &forked.harness,
+                        &forked.workspace,
+                        forked.model.clone(),
+                        forked.title.clone(),
+                    ),
+                    harness_session_file: None,
+                    thinking_level: forked.thinking_level,
+                    inherited_messages: 0,
+                    preview_offset: None,
+                };
+                record.summary.parent = Some(ParentRef {
+                    session_id: forked.parent_session_id,
+                    offset: forked.parent_offset,
+                });
+                if let Some(parent) =
+                    txn.get_value::<SessionRecord>(&record_key(&forked.parent_session_id))
+                {
+                    record.inherited_messages = view_messages(txn, &parent, forked.parent_offset);
+                    record.summary.message_count = record.inherited_messages;
+                    if parent
+                        .preview_offset
+                        .is_some_and(|at| at <= forked.parent_offset)
+                    {
+                        record.summary.preview = parent.summary.preview.clone();
+                        record.preview_offset = parent.preview_offset;
+                    }
+                }
+                record
+            }
+            _ => {
+                let Some(mut record) = txn.get_value::<SessionRecord>(&key) else {
+                    return;
+                };
+                if !fold_event(entry, event, &mut record, txn) {
+                    return;
+                }
+                record
+            }
+        };
+        // The summary changed: move it in the listing.
+        if let Some(previous) = txn.get_value::<SessionRecord>(&key) {
+            txn.delete(listing_key(
+                &previous.owner,
+                previous.summary.updated_offset,
+                &entry.session_id,
+            ));
+        }
+        record.summary.updated_offset = entry.offset;
+        record.summary.updated_ms = entry.ts_ms;
+        txn.put(
+            listing_key(&record.owner, entry.offset, &entry.session_id),
+            Vec::new(),
+        );
+        txn.put_value(key, &record);
+    }
+}
+
+/// Folds an event into an existing record; false when the summary does not change.
+fn fold_event(
+    entry: &LogEntry,
+    event: &Event,
+    record: &mut SessionRecord,
+    txn: &mut Txn<'_>,
+) -> bool {
+    let summary = &mut record.summary;
+    match event {
+        Event::SessionRenamed(renamed) => summary.title = Some(renamed.title.clone()),
+        Event::SessionDeleted(_) => summary.deleted = true,
+        Event::HarnessStarted(started) => {
+            if started.harness_session_file.is_some() {
+                record.harness_session_file = started.harness_session_file.clone();
+            }
+            if let Some(model) = &started.model {
+                summary.model = Some(model.clone());
+            }
+            if started.thinking_level.is_some() {
+                record.thinking_level = started.thinking_level;
+            }
+        }
+        Event::HarnessExited(_) => {}
+        Event::AgentWorking(_) => summary.run_state = RunState::Working,
+        Event::AgentIdle(_) => summary.run_state = RunState::Idle,
+        Event::RunFailed(_) | Event::RunTimedOut(_) => summary.run_state = RunState::Error,
+        Event::MessageCreated(created) => {
+            summary.message_count = summary.message_count.saturating_add(1);
+            txn.put(message_key(&entry.session_id, entry.offset), Vec::new());
+            if created.message.role == Role::User && record.preview_offset.is_none() {
+                record.summary.preview = preview_of(&created.message.parts);
+                record.preview_offset = Some(entry.offset);
+            }
+        }
+        Event::StreamMessageEnd(_) => {
+            summary.message_count = summary.message_count.saturating_add(1);
+            txn.put(message_key(&entry.session_id, entry.offset), Vec::new());
+        }
+        Event::UsageRecorded(usage) => {
+            let total = &mut summary.usage;
+            total.input_tokens = total.input_tokens.saturating_add(usage.input_tokens);
+            total.output_tokens = total.output_tokens.saturating_add(usage.output_tokens);
+            total.cache_read_tokens = total
+                .cache_read_tokens
+                .saturating_add(usage.cache_read_tokens);
+            total.cache_write_tokens = total
+                .cache_write_tokens
+                .saturating_add(usage.cache_write_tokens);
+            total.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        }
+        Event::ModelChanged(changed) => {
+            summary.model = Some(ModelRef {
+                provider: changed.provider.clone(),
+                model_id: changed.model_id.clone(),
+            });
+            record.thinking_level = Some(changed.thinking_level);
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn decode_record(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+    octo_core::codec::from_msgpack(bytes).map_err(|e| StoreError::Corrupt {
+        projection: Sessions::NAME.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage {
+        path: std::path::PathBuf::new(),
+        detail: e.to_string(),
+    }
+}
+
+impl Sessions {
+    /// A session's record, whoever owns it (owner checks are the caller's, see
+    /// [`Sessions::owned`]).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn get(
+        keyspace: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match keyspace.get(record_key(session_id)).map_err(storage)? {
+            None => Ok(None),
+            Some(bytes) => decode_record(&bytes).map(Some),
+        }
+    }
+
+    /// A live session of `user_id`; another user's, a deleted or an unknown session are all
+    /// `None` alike (PROTOCOL.md: answered exactly like a session that does not exist).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn owned(
+        keyspace: &Keyspace,
+        user_id: &UserId,
+        session_id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(Self::get(keyspace, session_id)?
+            .filter(|record| &record.owner == user_id && !record.summary.deleted))
+    }
+
+    /// The user's sessions whose summary changed after `after`, ordered by `updated_offset`, at
+    /// most `limit` (deleted ones included, flagged, so listings can drop them).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn changed_since(
+        keyspace: &Keyspace,
+        user_id: &UserId,
+        after: Offset,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let prefix = listing_prefix(user_id);
+        let mut from = prefix.clone();
+        from.extend_from_slice(&after.successor().to_be_bytes());
+        let mut to = prefix;
+        to.extend_from_slice(&[0xff; 25]);
+        let mut summaries = Vec::new();
+        for guard in keyspace.range(from..to) {
+            let key = guard.key().map_err(storage)?;
+            let session_bytes: [u8; 16] = key
+                .get(key.len().saturating_sub(16)..)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| storage("listing key too short"))?;
+            let session_id = SessionId::from_bytes(session_bytes).map_err(storage)?;
+            if let Some(record) = Self::get(keyspace, &session_id)? {
+                summaries.push(record.summary);
+            }
+            if summaries.len() >= limit {
+                break;
+            }
+        }
+        Ok(summaries)
+    }
+}

@@ -1,0 +1,293 @@
+//! Where projections keep their state: one fjall database beside the log, a keyspace per
+//! projection version, and a `meta` keyspace with each one's applied offset.
+//!
+//! Projections are derived data, so their batches are not synced: a crash loses at most recent
+//! progress, and since state and applied offset are written in one atomic batch, the projector
+//! re-applies from the last committed offset. Nothing is lost, nothing applied twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use octo_core::Offset;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Projection;
+
+/// Why the projection store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Stop: fjall failed (disk, permissions, another process holds the folder).
+    #[error("projection store at {path}: {detail}")]
+    Storage { path: PathBuf, detail: String },
+    /// Stop: stored state does not decode (a bug, or a version bump that was forgotten).
+    #[error("projection {projection}: stored state is damaged: {detail}")]
+    Corrupt { projection: String, detail: String },
+}
+
+/// One stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The projections' database.
+#[derive(Clone)]
+pub struct ProjectionStore {
+    db: Database,
+    meta: Keyspace,
+    path: PathBuf,
+}
+
+fn keyspace_name<P: Projection>() -> String {
+    format!("{}.v{}", P::NAME, P::VERSION)
+}
+
+impl ProjectionStore {
+    /// Opens (or creates) the store. Blocking.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn open(path: impl AsRef<Path>) -> Result<ProjectionStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let storage = |e: fjall::Error| StoreError::Storage {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        std::fs::create_dir_all(&path).map_err(|e| StoreError::Storage {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let db = Database::builder(&path).open().map_err(storage)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        Ok(ProjectionStore { db, meta, path })
+    }
+
+    fn storage(&self, e: &impl std::fmt::Display) -> StoreError {
+        StoreError::Storage {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// The keyspace of a projection's current version, created empty if new. Keyspaces of older
+    /// versions are dropped: their projection rebuilds from offset 0 in the new one.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn keyspace<P: Projection>(&self) -> Result<Keyspace, StoreError> {
+        let name = keyspace_name::<P>();
+        let prefix = format!("{}.v", P::NAME);
+        for old in self.db.list_keyspace_names() {
+            let old: &str = old.as_ref();
+            if old.starts_with(&prefix) && old != name {
+                tracing::info!(
+                    projection = P::NAME,
+                    old,
+                    "dropping an older projection version"
+                );
+                let handle = self
+                    .db
+                    .keyspace(old, KeyspaceCreateOptions::default)
+                    .map_err(|e| self.storage(&e))?;
+                self.db
+                    .delete_keyspace(handle)
+                    .map_err(|e| self.storage(&e))?;
+                self.meta.remove(old).map_err(|e| self.storage(&e))?;
+            }
+        }
+        self.db
+            .keyspace(&name, KeyspaceCreateOptions::default)
+            .map_err(|e| self.storage(&e))
+    }
+
+    /// The offset a projection has applied (0: nothing).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn applied<P: Projection>(&self) -> Result<Offset, StoreError> {
+        let stored = self
+            .meta
+            .get(keyspace_name::<P>())
+            .map_err(|e| self.storage(&e))?;
+        match stored {
+            None => Ok(Offset::ZERO),
+            Some(bytes) => {
+                let corrupt = || StoreError::Corrupt {
+                    projection: P::NAME.to_owned(),
+                    detail: "applied offset is not 8 bytes".to_owned(),
+                };
+                let raw: [u8; 8] = bytes.as_ref().try_into().map_err(|_| corrupt())?;
+                Offset::from_be_bytes(raw).map_err(|_| corrupt())
+            }
+        }
+    }
+
+    /// Applies `entries` (in offset order, all above the applied offset) to a projection and
+    /// commits state and applied offset in one atomic batch.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is committed then.
+    ///
+    /// # Panics
+    /// If the entries are not above the applied offset and increasing: the caller's bug.
+    pub fn apply<'e, P: Projection>(
+        &self,
+        projection: &P,
+        keyspace: &Keyspace,
+        entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
+    ) -> Result<Offset, StoreError> {
+        let mut applied = self.applied::<P>()?;
+        let mut txn = Txn::new(keyspace);
+        for entry in entries {
+            assert!(
+                entry.offset > applied,
+                "entry {} applied after {applied}",
+                entry.offset
+            );
+            projection.apply(entry, &mut txn);
+            applied = entry.offset;
+        }
+        if let Some(detail) = txn.error.take() {
+            return Err(StoreError::Corrupt {
+                projection: P::NAME.to_owned(),
+                detail,
+            });
+        }
+        let mut batch = self.db.batch();
+        for (key, value) in txn.pending {
+            match value {
+                Some(value) => batch.insert(keyspace, key, value),
+                None => batch.remove(keyspace, key),
+            }
+        }
+        batch.insert(&self.meta, keyspace_name::<P>(), applied.to_be_bytes());
+        batch.commit().map_err(|e| self.storage(&e))?;
+        Ok(applied)
+    }
+
+    /// Folds `entries` into a transaction and drops it without committing: what a crash in the
+    /// middle of a batch leaves behind (nothing). For crash tests.
+    #[doc(hidden)]
+    pub fn apply_uncommitted<'e, P: Projection>(
+        &self,
+        projection: &P,
+        keyspace: &Keyspace,
+        entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
+    ) {
+        let mut txn = Txn::new(keyspace);
+        for entry in entries {
+            projection.apply(entry, &mut txn);
+        }
+    }
+
+    /// Every key and value of a projection's state, for tests and diagnostics.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn dump(keyspace: &Keyspace) -> Result<Vec<KeyValue>, StoreError> {
+        keyspace
+            .iter()
+            .map(|guard| {
+                guard
+                    .into_inner()
+                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
+                    .map_err(|e| StoreError::Storage {
+                        path: PathBuf::new(),
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A projection's view of its state while it applies entries: reads see its own writes.
+pub struct Txn<'a> {
+    keyspace: &'a Keyspace,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    error: Option<String>,
+}
+
+impl<'a> Txn<'a> {
+    pub(crate) fn new(keyspace: &'a Keyspace) -> Txn<'a> {
+        Txn {
+            keyspace,
+            pending: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, detail: String) {
+        if self.error.is_none() {
+            self.error = Some(detail);
+        }
+    }
+
+    /// The value at `key`, as written by this transaction or committed before.
+    pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(pending) = self.pending.get(key) {
+            return pending.clone();
+        }
+        match self.keyspace.get(key) {
+            Ok(value) => value.map(|bytes| bytes.to_vec()),
+            Err(e) => {
+                self.fail(format!("read failed: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Writes `value` at `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.insert(key, Some(value));
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.pending.insert(key, None);
+    }
+
+    /// Decodes the msgpack value at `key`.
+    pub fn get_value<T: DeserializeOwned>(&mut self, key: &[u8]) -> Option<T> {
+        let bytes = self.get(key)?;
+        match octo_core::codec::from_msgpack(&bytes) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fail(format!("value does not decode: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Writes `value` as msgpack at `key`.
+    pub fn put_value<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        match octo_core::codec::to_msgpack(value) {
+            Ok(bytes) => self.put(key, bytes),
+            Err(e) => self.fail(format!("value does not encode: {e}")),
+        }
+    }
+
+    /// Keys in `[from, to)`, committed or written here, not deleted here, in order.
+    pub fn keys_in(&mut self, from: &[u8], to: &[u8]) -> Vec<Vec<u8>> {
+        let mut keys: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+        for guard in self.keyspace.range(from..to) {
+            match guard.key() {
+                Ok(key) => {
+                    keys.insert(key.to_vec(), ());
+                }
+                Err(e) => {
+                    self.fail(format!("scan failed: {e}"));
+                    return Vec::new();
+                }
+            }
+        }
+        for (key, value) in self.pending.range(from.to_vec()..to.to_vec()) {
+            match value {
+                Some(_) => keys.insert(key.clone(), ()),
+                None => keys.remove(key),
+            };
+        }
+        keys.into_keys().collect()
+    }
+}

@@ -1,0 +1,609 @@
+//! The projections' folds: given entries, then the state; and the property that matters most:
+//! applying a random valid log incrementally, with crashes (uncommitted work dropped) and reopens
+//! at random points, yields exactly the state of one rebuild from offset 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use octo_core::frame::{RunPhase, RunState};
+use octo_core::{
+    Body, Command, CommandId, Event, Kind, LogEntry, MessageId, Offset, PartId, Producer,
+    ProducerId, RunId, SessionId, UserId,
+};
+use octo_projections::sessions::Sessions;
+use octo_projections::ui_state::UiState;
+use octo_projections::{Projection, ProjectionStore};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+fn event(value: serde_json::Value) -> Event {
+    serde_json::from_value(value).expect("test events are valid")
+}
+
+fn command(value: serde_json::Value) -> Command {
+    serde_json::from_value(value).expect("test commands are valid")
+}
+
+/// Builds a log: offsets from 1, a clock that only moves forward.
+struct LogBuilder {
+    entries: Vec<LogEntry>,
+    seq: u64,
+}
+
+impl LogBuilder {
+    fn new() -> LogBuilder {
+        LogBuilder {
+            entries: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    fn next_offset(&self) -> Offset {
+        Offset::new(self.entries.len() as u64 + 1).expect("small")
+    }
+
+    fn push(
+        &mut self,
+        user: &str,
+        session_id: SessionId,
+        body: Body,
+        command_id: Option<CommandId>,
+    ) -> Offset {
+        let offset = self.next_offset();
+        self.seq += 1;
+        self.entries.push(LogEntry {
+            offset,
+            ts_ms: 1_795_549_163_000 + offset.get() as i64 * 7,
+            user_id: UserId::new(user).expect("valid"),
+            session_id,
+            kind: if command_id.is_some() {
+                Kind::Command
+            } else {
+                Kind::Event
+            },
+            producer: Producer {
+                id: ProducerId::new("gw:test").expect("valid"),
+                seq: self.seq,
+            },
+            command_id,
+            body,
+        });
+        offset
+    }
+
+    fn event(&mut self, user: &str, session_id: SessionId, value: serde_json::Value) -> Offset {
+        self.push(user, session_id, Body::Event(event(value)), None)
+    }
+
+    fn command(
+        &mut self,
+        user: &str,
+        session_id: SessionId,
+        value: serde_json::Value,
+    ) -> (Offset, CommandId) {
+        let command_id = CommandId::new();
+        (
+            self.push(
+                user,
+                session_id,
+                Body::Command(command(value)),
+                Some(command_id),
+            ),
+            command_id,
+        )
+    }
+
+    fn create(&mut self, user: &str) -> SessionId {
+        let session_id = SessionId::new();
+        let (cause, _) = self.command(
+            user,
+            session_id,
+            json!({"type": "session.create", "harness": "pi", "workspace": "w"}),
+        );
+        self.event(
+            user,
+            session_id,
+            json!({"type": "session.created", "harness": "pi", "workspace": "w",
+            "model": {"provider": "fake", "model_id": "m1"}, "cause": cause}),
+        );
+        self.event(user, session_id, json!({"type": "harness.started", "harness": "pi", "version": "0.73.1",
+            "pid": 42, "harness_session_id": "h", "harness_session_file": "/s/h.jsonl", "resumed": false, "cause": cause}));
+        session_id
+    }
+
+    /// A whole prompt turn: the prompt, a run with a tool call, usage, and the run's end.
+    fn turn(&mut self, user: &str, session_id: SessionId, text: &str, rng: &mut StdRng) {
+        let (cause, command_id) =
+            self.command(user, session_id, json!({"type": "prompt", "text": text}));
+        let run_id = RunId::new();
+        self.event(
+            user,
+            session_id,
+            json!({"type": "agent.working", "run_id": run_id, "cause": cause}),
+        );
+        self.event(user, session_id, json!({"type": "message.created", "command_id": command_id, "cause": cause,
+            "message": {"id": MessageId::new(), "role": "user", "created_ms": 1, "parts": [{"type": "text", "id": PartId::new(), "text": text}]}}));
+        if rng.random_bool(0.5) {
+            self.event(user, session_id, json!({"type": "tool.start", "tool_call_id": "c1", "name": "bash", "input": {"command": "ls"}}));
+            if rng.random_bool(0.3) {
+                self.event(user, session_id, json!({"type": "input.requested", "request_id": "q1", "kind": "confirm", "title": "ok?"}));
+            }
+            self.event(user, session_id, json!({"type": "tool.end", "tool_call_id": "c1", "name": "bash", "is_error": false, "duration_ms": 3}));
+        }
+        let message_id = MessageId::new();
+        self.event(
+            user,
+            session_id,
+            json!({"type": "stream.message_end", "message": {"id": message_id, "role": "assistant",
+            "created_ms": 2, "parts": [{"type": "text", "id": PartId::new(), "text": "done"}]}}),
+        );
+        self.event(user, session_id, json!({"type": "usage.recorded", "run_id": run_id, "message_id": message_id, "provider": "fake",
+            "model_id": "m1", "input_tokens": 10, "output_tokens": 5, "cache_read_tokens": 1, "cache_write_tokens": 0, "cost_usd": 0.25}));
+        match rng.random_range(0..4) {
+            0 => self.event(
+                user,
+                session_id,
+                json!({"type": "run.failed", "run_id": run_id,
+                "error": {"code": "provider_error", "message": "500"}, "recoverable": true}),
+            ),
+            _ => self.event(
+                user,
+                session_id,
+                json!({"type": "agent.idle", "run_id": run_id, "outcome": "completed"}),
+            ),
+        };
+    }
+}
+
+/// A random but valid log: sessions of two users with turns, renames, model changes, forks,
+/// failed commands and deletions.
+fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut log = LogBuilder::new();
+    let mut sessions: Vec<(String, SessionId)> = Vec::new();
+    for step in 0..n_steps {
+        let user = if rng.random_bool(0.7) { "alice" } else { "bob" }.to_owned();
+        if sessions.is_empty() || rng.random_bool(0.1) {
+            let session_id = log.create(&user);
+            sessions.push((user, session_id));
+            continue;
+        }
+        let (owner, session_id) = sessions[rng.random_range(0..sessions.len())].clone();
+        match rng.random_range(0..10) {
+            0 => {
+                let (cause, _) = log.command(
+                    &owner,
+                    session_id,
+                    json!({"type": "session.rename", "title": format!("t{step}")}),
+                );
+                log.event(&owner, session_id, json!({"type": "session.renamed", "title": format!("t{step}"), "source": "user", "cause": cause}));
+            }
+            1 => {
+                let (cause, _) = log.command(
+                    &owner,
+                    session_id,
+                    json!({"type": "set_model", "provider": "fake", "model_id": "m2"}),
+                );
+                log.event(&owner, session_id, json!({"type": "model.changed", "provider": "fake", "model_id": "m2", "thinking_level": "low", "cause": cause}));
+            }
+            2 => {
+                let (cause, command_id) =
+                    log.command(&owner, session_id, json!({"type": "compact"}));
+                if rng.random_bool(0.5) {
+                    log.event(
+                        &owner,
+                        session_id,
+                        json!({"type": "command.failed", "command_id": command_id, "cause": cause,
+                        "error": {"code": "runner_lost", "message": "lost"}}),
+                    );
+                }
+            }
+            3 => {
+                // Fork at the newest entry of the source (between runs in this generator).
+                let at = Offset::new(log.entries.len() as u64).expect("small");
+                let child = SessionId::new();
+                let (cause, _) = log.command(
+                    &owner,
+                    session_id,
+                    json!({"type": "fork", "at_offset": at, "new_session_id": child}),
+                );
+                log.event(&owner, child, json!({"type": "session.forked", "parent_session_id": session_id, "parent_offset": at,
+                    "harness": "pi", "workspace": "w", "user_messages_inherited": 0, "cause": cause}));
+                sessions.push((owner, child));
+            }
+            4 if rng.random_bool(0.2) => {
+                let (cause, _) = log.command(&owner, session_id, json!({"type": "session.delete"}));
+                log.event(
+                    &owner,
+                    session_id,
+                    json!({"type": "session.deleted", "cause": cause}),
+                );
+            }
+            _ => log.turn(&owner, session_id, &format!("prompt {step}"), &mut rng),
+        }
+    }
+    log.entries
+}
+
+struct Stores {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Stores {
+    fn new() -> Stores {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("projections");
+        Stores { _dir: dir, path }
+    }
+
+    fn open(&self) -> ProjectionStore {
+        ProjectionStore::open(&self.path).expect("store opens")
+    }
+}
+
+fn rebuild<P: Projection>(projection: &P, entries: &[LogEntry]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let stores = Stores::new();
+    let store = stores.open();
+    let keyspace = store.keyspace::<P>().expect("keyspace");
+    store
+        .apply(projection, &keyspace, entries)
+        .expect("applies");
+    ProjectionStore::dump(&keyspace).expect("dumps")
+}
+
+/// Applies in random chunks; between chunks the store is sometimes reopened, and sometimes a
+/// chunk is "crashed": applied into a transaction that is never committed.
+fn incremental<P: Projection>(
+    projection: &P,
+    entries: &[LogEntry],
+    seed: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9);
+    let stores = Stores::new();
+    let mut store = stores.open();
+    let mut next = 0usize;
+    while next < entries.len() {
+        let end = (next + rng.random_range(1..40)).min(entries.len());
+        let keyspace = store.keyspace::<P>().expect("keyspace");
+        if rng.random_bool(0.15) {
+            // A crash mid-batch: the entries are folded into a transaction that is never
+            // committed, and the process goes away; the applied offset is unchanged.
+            store.apply_uncommitted(projection, &keyspace, &entries[next..end]);
+            drop(keyspace);
+            store = stores.open_after_drop(store);
+            continue;
+        }
+        let applied = store.applied::<P>().expect("applied");
+        let resume_at = entries
+            .iter()
+            .position(|e| e.offset > applied)
+            .unwrap_or(entries.len());
+        assert_eq!(
+            resume_at, next,
+            "the store resumes exactly after what it committed"
+        );
+        store
+            .apply(projection, &keyspace, &entries[next..end])
+            .expect("applies");
+        next = end;
+        drop(keyspace);
+        if rng.random_bool(0.2) {
+            store = stores.open_after_drop(store);
+        }
+    }
+    let keyspace = store.keyspace::<P>().expect("keyspace");
+    ProjectionStore::dump(&keyspace).expect("dumps")
+}
+
+impl Stores {
+    fn open_after_drop(&self, store: ProjectionStore) -> ProjectionStore {
+        drop(store);
+        self.open()
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    #[test]
+    fn rebuild_equals_incremental_with_crashes(seed in proptest::prelude::any::<u64>(), n_steps in 1usize..120) {
+        let entries = random_log(seed, n_steps);
+        proptest::prop_assert_eq!(rebuild(&Sessions, &entries), incremental(&Sessions, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&UiState, &entries), incremental(&UiState, &entries, seed));
+    }
+}
+
+fn applied_store(entries: &[LogEntry]) -> (Stores, ProjectionStore) {
+    let stores = Stores::new();
+    let store = stores.open();
+    let keyspace = store.keyspace::<Sessions>().expect("keyspace");
+    store.apply(&Sessions, &keyspace, entries).expect("applies");
+    let keyspace = store.keyspace::<UiState>().expect("keyspace");
+    store.apply(&UiState, &keyspace, entries).expect("applies");
+    (stores, store)
+}
+
+#[test]
+fn summaries_follow_the_session() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut log = LogBuilder::new();
+    let alice = UserId::new("alice").expect("valid");
+    let session_id = log.create("alice");
+    let other = log.create("bob");
+    log.turn("alice", session_id, "Run `echo hi` and tell me the output, please, with a very long preview text that goes well past one hundred and twenty characters", &mut rng);
+    log.turn("alice", session_id, "again", &mut rng);
+    let (stores, store) = applied_store(&log.entries);
+    let keyspace = store.keyspace::<Sessions>().expect("keyspace");
+    let record = Sessions::owned(&keyspace, &alice, &session_id)
+        .expect("reads")
+        .expect("alice owns it");
+    let summary = &record.summary;
+    assert_eq!(
+        summary.message_count, 4,
+        "two user and two assistant messages"
+    );
+    assert_eq!(summary.preview.chars().count(), 120);
+    assert!(summary.preview.starts_with("Run `echo hi`"));
+    assert_eq!(summary.usage.input_tokens, 20);
+    assert_eq!(summary.usage.cost_usd, 0.5);
+    assert_eq!(
+        summary.model.as_ref().map(|m| m.model_id.as_str()),
+        Some("m1")
+    );
+    assert_eq!(record.harness_session_file.as_deref(), Some("/s/h.jsonl"));
+    assert_eq!(summary.created_ms, log.entries[1].ts_ms);
+    let last_change = log
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.session_id == session_id)
+        .expect("entries");
+    assert_eq!(summary.updated_offset, last_change.offset);
+    assert!(
+        Sessions::owned(&keyspace, &alice, &other)
+            .expect("reads")
+            .is_none(),
+        "bob's session is not alice's"
+    );
+    let listing = Sessions::changed_since(&keyspace, &alice, Offset::ZERO, 100).expect("reads");
+    assert_eq!(listing.len(), 1, "alice sees only her session");
+    let listing =
+        Sessions::changed_since(&keyspace, &alice, summary.updated_offset, 100).expect("reads");
+    assert!(
+        listing.is_empty(),
+        "nothing changed after the newest offset"
+    );
+    drop(stores);
+}
+
+#[test]
+fn forks_derive_their_view_from_the_parent() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut log = LogBuilder::new();
+    let alice = UserId::new("alice").expect("valid");
+    let parent = log.create("alice");
+    log.turn("alice", parent, "first question", &mut rng);
+    let at = Offset::new(log.entries.len() as u64).expect("small");
+    log.turn("alice", parent, "second question", &mut rng);
+    let child = SessionId::new();
+    let (cause, _) = log.command(
+        "alice",
+        parent,
+        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
+    );
+    log.event(
+        "alice",
+        child,
+        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
+        "harness": "pi", "workspace": "w", "user_messages_inherited": 1, "cause": cause}),
+    );
+    log.turn("alice", child, "forked question", &mut rng);
+    let (_stores, store) = applied_store(&log.entries);
+    let keyspace = store.keyspace::<Sessions>().expect("keyspace");
+    let child_summary = Sessions::owned(&keyspace, &alice, &child)
+        .expect("reads")
+        .expect("exists")
+        .summary;
+    assert_eq!(
+        child_summary.message_count,
+        2 + 2,
+        "the parent's first turn plus its own"
+    );
+    assert_eq!(
+        child_summary.preview, "first question",
+        "the view's first user message"
+    );
+    assert_eq!(
+        child_summary.parent.map(|p| (p.session_id, p.offset)),
+        Some((parent, at))
+    );
+    assert_eq!(child_summary.usage.input_tokens, 10, "only its own usage");
+    let parent_summary = Sessions::owned(&keyspace, &alice, &parent)
+        .expect("reads")
+        .expect("exists")
+        .summary;
+    assert_eq!(
+        parent_summary.message_count, 4,
+        "the parent is unchanged by its fork"
+    );
+}
+
+#[test]
+fn deleted_sessions_are_not_found_but_listed_as_deleted() {
+    let mut log = LogBuilder::new();
+    let alice = UserId::new("alice").expect("valid");
+    let session_id = log.create("alice");
+    let (cause, _) = log.command("alice", session_id, json!({"type": "session.delete"}));
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "session.deleted", "cause": cause}),
+    );
+    let (_stores, store) = applied_store(&log.entries);
+    let keyspace = store.keyspace::<Sessions>().expect("keyspace");
+    assert!(
+        Sessions::owned(&keyspace, &alice, &session_id)
+            .expect("reads")
+            .is_none()
+    );
+    let listing = Sessions::changed_since(&keyspace, &alice, Offset::ZERO, 10).expect("reads");
+    assert!(listing.len() == 1 && listing[0].deleted, "{listing:?}");
+}
+
+#[test]
+fn run_state_phase_and_settlement() {
+    let mut log = LogBuilder::new();
+    let session_id = log.create("alice");
+    let (prompt, prompt_id) =
+        log.command("alice", session_id, json!({"type": "prompt", "text": "hi"}));
+    let (rename, _) = log.command(
+        "alice",
+        session_id,
+        json!({"type": "session.rename", "title": "x"}),
+    );
+    let run_id = RunId::new();
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "agent.working", "run_id": run_id, "cause": prompt}),
+    );
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "tool.start", "tool_call_id": "c", "name": "bash", "input": {}}),
+    );
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "input.requested", "request_id": "q7", "kind": "confirm", "title": "ok?"}),
+    );
+    let (abort, _) = log.command("alice", session_id, json!({"type": "abort"}));
+
+    let (_stores, store) = applied_store(&log.entries);
+    let keyspace = store.keyspace::<UiState>().expect("keyspace");
+    let ui = UiState::get(&keyspace, &session_id).expect("reads");
+    assert_eq!(ui.run_state, RunState::Working);
+    let open = ui.open_run.expect("a run is open");
+    assert_eq!(open.run_id, run_id);
+    assert_eq!(
+        open.phase,
+        RunPhase::ToolRunning {
+            name: "bash".into()
+        }
+    );
+    assert_eq!(ui.open_inputs, vec!["q7".to_owned()]);
+    let unsettled: Vec<_> = UiState::unsettled(&keyspace)
+        .expect("reads")
+        .iter()
+        .map(|u| (u.offset, u.command.clone()))
+        .collect();
+    // session.create is settled by harness.started; session.rename needs no settling.
+    assert_eq!(
+        unsettled,
+        vec![(prompt, "prompt".to_owned()), (abort, "abort".to_owned())]
+    );
+    assert!(!unsettled.iter().any(|(offset, _)| *offset == rename));
+
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "message.created", "command_id": prompt_id, "cause": prompt,
+        "message": {"id": MessageId::new(), "role": "user", "created_ms": 1, "parts": []}}),
+    );
+    log.event(
+        "alice",
+        session_id,
+        json!({"type": "agent.idle", "run_id": run_id, "outcome": "aborted", "cause": abort}),
+    );
+    let (_stores, store) = applied_store(&log.entries);
+    let keyspace = store.keyspace::<UiState>().expect("keyspace");
+    let ui = UiState::get(&keyspace, &session_id).expect("reads");
+    assert_eq!(ui.run_state, RunState::Idle);
+    assert!(ui.open_run.is_none() && ui.open_inputs.is_empty());
+    assert!(
+        UiState::unsettled(&keyspace).expect("reads").is_empty(),
+        "both settled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projector_follows_the_log_and_resumes() {
+    use octo_log::fjall::{FjallConfig, FjallLog};
+    use octo_log::{EventLog, NewEntry, SeqSpec};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = FjallConfig::new(dir.path().join("log"));
+    let log: Arc<dyn EventLog> = tokio::task::spawn_blocking(move || FjallLog::open(config))
+        .await
+        .expect("ran")
+        .expect("opens");
+    let store_path = dir.path().join("projections");
+    let store = ProjectionStore::open(&store_path).expect("opens");
+    let alice = UserId::new("alice").expect("valid");
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut built = LogBuilder::new();
+    let session_id = built.create("alice");
+    built.turn("alice", session_id, "hello", &mut rng);
+    let append_all = |entries: Vec<LogEntry>| {
+        let log = Arc::clone(&log);
+        async move {
+            let mut last = Offset::ZERO;
+            for entry in entries {
+                let seq = SeqSpec::Next;
+                let new = NewEntry {
+                    user_id: entry.user_id,
+                    session_id: entry.session_id,
+                    producer: entry.producer.id,
+                    seq,
+                    command_id: entry.command_id,
+                    body: entry.body,
+                    blobs: Vec::new(),
+                };
+                let receipts = log.append(vec![new]).await.expect("appends");
+                last = receipts[0].offset().expect("appended");
+            }
+            last
+        }
+    };
+    let last = append_all(built.entries.clone()).await;
+    let handle = octo_projections::spawn_projector(Arc::clone(&log), store.clone(), Sessions)
+        .await
+        .expect("starts");
+    handle
+        .wait_for(last, Duration::from_secs(20))
+        .await
+        .expect("catches up");
+    let summary = Sessions::owned(handle.keyspace(), &alice, &session_id)
+        .expect("reads")
+        .expect("exists")
+        .summary;
+    assert_eq!(summary.message_count, 2);
+    drop(handle);
+
+    // New entries while no projector runs; a new one resumes from the stored offset.
+    let mut more = LogBuilder::new();
+    more.turn("alice", session_id, "more", &mut rng);
+    let last = append_all(more.entries).await;
+    let handle = octo_projections::spawn_projector(Arc::clone(&log), store, Sessions)
+        .await
+        .expect("starts");
+    handle
+        .wait_for(last, Duration::from_secs(20))
+        .await
+        .expect("catches up");
+    let summary = Sessions::owned(handle.keyspace(), &alice, &session_id)
+        .expect("reads")
+        .expect("exists")
+        .summary;
+    assert_eq!(
+        summary.message_count, 4,
+        "each message counted once across the restart"
+    );
+    let beyond = Offset::new(last.get() + 1000).expect("valid");
+    let waited = handle.wait_for(beyond, Duration::from_millis(50)).await;
+    assert!(
+        matches!(waited, Err(octo_projections::WaitError::Timeout { .. })),
+        "{waited:?}"
+    );
+}

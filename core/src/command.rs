@@ -32,8 +32,7 @@ tagged_catalogue! {
 }
 
 impl Command {
-    /// The command as the client sent it: server-decided values cleared. Two sends of one
-    /// `command_id` are the same command when their client views are equal (PROTOCOL.md 4.1).
+    /// The command as the client sent it: server-decided values cleared.
     #[must_use]
     pub fn client_view(&self) -> Command {
         match self {
@@ -42,6 +41,20 @@ impl Command {
                 ..fork.clone()
             }),
             other => other.clone(),
+        }
+    }
+
+    /// What two sends of one `command_id` must agree on to be the same command: the client view
+    /// with defaults spelled out, so a retry that sends a default explicitly (`when_busy:
+    /// "follow_up"`) is not a conflict with one that left it out.
+    #[must_use]
+    pub fn idempotency_view(&self) -> Command {
+        match self.client_view() {
+            Command::Prompt(prompt) => Command::Prompt(Prompt {
+                when_busy: Some(prompt.when_busy.unwrap_or_default()),
+                ..prompt
+            }),
+            other => other,
         }
     }
 

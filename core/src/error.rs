@@ -95,20 +95,34 @@ pub struct Error {
     pub reference: Option<String>,
 }
 
+/// Longest `message` and `ref` the server sends, in characters: errors often quote the offending
+/// input, and an error reply must never be a way to make the server send more than it received
+/// (nor exceed the outbound frame limit).
+pub const ERROR_TEXT_CHARS_MAX: usize = 300;
+
+fn bounded(text: String) -> String {
+    if text.chars().count() <= ERROR_TEXT_CHARS_MAX {
+        return text;
+    }
+    let mut cut: String = text.chars().take(ERROR_TEXT_CHARS_MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
 impl Error {
-    /// An error with no `ref`.
+    /// An error with no `ref`; the message is cut to [`ERROR_TEXT_CHARS_MAX`] characters.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
         Error {
             code,
-            message: message.into(),
+            message: bounded(message.into()),
             reference: None,
         }
     }
 
-    /// Names the offending field, path, id or state.
+    /// Names the offending field, path, id or state (cut to [`ERROR_TEXT_CHARS_MAX`]).
     #[must_use]
     pub fn with_ref(mut self, reference: impl Into<String>) -> Error {
-        self.reference = Some(reference.into());
+        self.reference = Some(bounded(reference.into()));
         self
     }
 }
@@ -123,3 +137,25 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts_are_bounded() {
+        let long = "\u{1}".repeat(1 << 20);
+        let error = Error::new(ErrorCode::InvalidPath, long.clone()).with_ref(long);
+        assert_eq!(error.message.chars().count(), ERROR_TEXT_CHARS_MAX);
+        assert_eq!(
+            error.reference.as_deref().map(|r| r.chars().count()),
+            Some(ERROR_TEXT_CHARS_MAX)
+        );
+        let short = Error::new(ErrorCode::InvalidPath, "x".repeat(ERROR_TEXT_CHARS_MAX));
+        assert_eq!(
+            short.message,
+            "x".repeat(ERROR_TEXT_CHARS_MAX),
+            "at the limit nothing is cut"
+        );
+    }
+}

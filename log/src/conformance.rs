@@ -388,6 +388,19 @@ pub async fn commands_are_idempotent(backend: &dyn Backend) {
             }])
         );
         assert_eq!(log.head(), head, "a duplicate appends nothing");
+        // Spelling out a default is the same command.
+        let mut explicit = prompt(&alice, session_id, command_id, "hi");
+        if let Body::Command(Command::Prompt(body)) = &mut explicit.body {
+            body.when_busy = Some(octo_core::command::WhenBusy::FollowUp);
+        }
+        let again = log.append(vec![explicit]).await;
+        assert_eq!(
+            again,
+            Ok(vec![Receipt::Duplicate {
+                offset: first,
+                session_id
+            }])
+        );
         let conflict = log
             .append(vec![prompt(&alice, session_id, command_id, "other")])
             .await;
@@ -400,6 +413,17 @@ pub async fn commands_are_idempotent(backend: &dyn Backend) {
             "another body under the same id is a conflict"
         );
         assert_eq!(log.head(), head, "a conflict appends nothing");
+        let other_session = log
+            .append(vec![prompt(&alice, SessionId::new(), command_id, "hi")])
+            .await;
+        assert_eq!(
+            other_session,
+            Err(AppendError::IdempotencyConflict {
+                command_id,
+                offset: first
+            }),
+            "the same id and body sent to another session is a conflict, not that session's duplicate"
+        );
         let other_user = append_one(&*log, prompt(&bob, SessionId::new(), command_id, "hi")).await;
         assert!(
             other_user > first,

@@ -175,6 +175,10 @@ pub(crate) fn decode(offset: Offset, record: &[u8]) -> Result<LogEntry, String> 
         command_id: tail.command_id,
         body: tail.body,
     };
-    entry.check().map_err(|e| e.to_string())?;
+    // A body of a newer type than this build knows is kept as `Body::Unknown` so readers can skip
+    // it (PROTOCOL.md 1.3); only appends refuse unknown bodies.
+    if entry.body.kind().is_some() {
+        entry.check().map_err(|e| e.to_string())?;
+    }
     Ok(entry)
 }

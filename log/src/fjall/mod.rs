@@ -367,12 +367,19 @@ impl FjallLog {
             }
             let command = match (&entry.body, entry.command_id) {
                 (octo_core::Body::Command(command), Some(command_id)) => {
-                    let client_view = octo_core::codec::to_msgpack(&command.client_view())
+                    let view = octo_core::codec::to_msgpack(&command.idempotency_view())
                         .map_err(|e| invalid(e.to_string()))?;
+                    // The same id sent to another session is another command (a conflict), except
+                    // for commands whose session the server mints anew on every attempt.
+                    let mut hasher = blake3::Hasher::new();
+                    hasher.update(&view);
+                    if !command.mints_session() {
+                        hasher.update(entry.session_id.as_bytes());
+                    }
                     Some(CommandKey {
                         key: command_key(&entry.user_id, &command_id),
                         command_id,
-                        body_hash: *blake3::hash(&client_view).as_bytes(),
+                        body_hash: *hasher.finalize().as_bytes(),
                     })
                 }
                 _ => None,

@@ -380,7 +380,11 @@ pub struct UsageRecorded {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::field::finite_f64_opt"
+    )]
     pub cost_usd: Option<f64>,
 }
 

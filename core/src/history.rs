@@ -158,7 +158,11 @@ pub struct HistoryConversationUpserted {
     pub tokens_in: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_out: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::field::finite_f64_opt"
+    )]
     pub cost_usd: Option<f64>,
     /// A JSON document as text; `""` means `{}`.
     #[serde(default)]
@@ -196,7 +200,11 @@ pub struct HistoryMessageUpserted {
     pub harness: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::field::finite_f64_opt"
+    )]
     pub cost_usd: Option<f64>,
     /// JSON as text; `""` means `{}`.
     #[serde(default)]

@@ -250,6 +250,7 @@ pub struct Usage {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    #[serde(deserialize_with = "crate::field::finite_f64")]
     pub cost_usd: f64,
 }
 

@@ -2,7 +2,8 @@
 # Sets up and runs every test of Octo: formatting, lints, the whole test suite (debug builds),
 # and a few-second smoke run of each benchmark. `.ci/run` calls exactly this.
 #
-# Needs: the Rust toolchain with cargo-nextest. Installs what else it needs itself.
+# Needs: the Rust toolchain with cargo-nextest, and apt (as root or with sudo) for the system
+# packages the tests run for real. Installs what else it needs itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,19 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 cargo nextest --version | head -n 1
+
+step "system packages"
+# Real parts: the sandbox tests run Debian's bubblewrap.
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+bwrap --version
 
 step "format"
 cargo fmt --all -- --check

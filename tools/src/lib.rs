@@ -1,3 +1,4 @@
-//! Octo's tools: benchmarks now, `octoctl` and the scripted model later.
+//! Octo's tools: benchmarks and the test proxy now, `octoctl` and the scripted model later.
 
 pub mod bench;
+pub mod proxy;

@@ -5,4 +5,5 @@
 //! The harnesses, the translator and the runner protocol join it with the end-to-end issue.
 
 pub mod jsonl;
+pub mod pi;
 pub mod sandbox;

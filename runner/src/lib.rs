@@ -4,6 +4,7 @@
 //! This crate starts with the [`sandbox`]: policies, their merge, and the bubblewrap command line.
 //! The harnesses, the translator and the runner protocol join it with the end-to-end issue.
 
+pub mod coalesce;
 pub mod jsonl;
 pub mod pi;
 pub mod sandbox;

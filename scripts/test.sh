@@ -2,8 +2,8 @@
 # Sets up and runs every test of Octo: formatting, lints, the whole test suite (debug builds),
 # and a few-second smoke run of each benchmark. `.ci/run` calls exactly this.
 #
-# Needs: the Rust toolchain with cargo-nextest, and apt (as root or with sudo) for the system
-# packages the tests run for real. Installs what else it needs itself.
+# Needs: the Rust toolchain with cargo-nextest, Node 20 with npm, Python 3, and apt (as root or
+# with sudo) for the system packages the tests run for real. Installs what else it needs itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 bwrap --version
+
+step "harnesses (project-local, pinned)"
+# The real pi, from the npm registry at the version the lock file pins; never installed globally.
+node --version
+if [ ! -x harnesses/pi/node_modules/.bin/pi ] || [ harnesses/pi/package-lock.json -nt harnesses/pi/node_modules/.package-lock.json ]; then
+  npm ci --prefix harnesses/pi --no-audit --no-fund --loglevel=error
+fi
+harnesses/pi/node_modules/.bin/pi --version
+python3 --version
 
 step "format"
 cargo fmt --all -- --check

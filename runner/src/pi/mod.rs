@@ -3,4 +3,5 @@
 //! [`translate`] holds the translator: a pure state machine from pi's stdout records (and the
 //! commands delivered to pi) to canonical events. Process supervision joins it later.
 
+pub mod process;
 pub mod translate;

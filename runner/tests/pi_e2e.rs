@@ -1,11 +1,10 @@
 //! The real pi (npm, pinned in harnesses/pi) in the real sandbox, driven through the translator
-//! against a scripted model on loopback (the reference fake in ../shared/tools until Octo's own
-//! scripted model lands): a prompt whose answer runs a bash tool inside the sandbox.
+//! against Octo's scripted model on loopback: a prompt whose answer runs a bash tool inside the
+//! sandbox, and an abort of a hanging stream.
 //!
-//! Needs `npm ci --prefix harnesses/pi`, python3 and bwrap (scripts/test.sh sets them up).
+//! Needs `npm ci --prefix harnesses/pi` and bwrap (scripts/test.sh sets them up).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use octo_core::command::{Command, Prompt};
@@ -19,52 +18,6 @@ use serde_json::json;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The scripted model: the reference fake, on an ephemeral port, killed on drop.
-struct FakeModel {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl FakeModel {
-    fn start(dir: &Path, script: &serde_json::Value) -> FakeModel {
-        let fake = workspace_root().join("../shared/tools/fake_llm.py");
-        assert!(fake.exists(), "the scripted model is at {}", fake.display());
-        let script_file = dir.join("script.json");
-        std::fs::write(&script_file, script.to_string()).expect("write script");
-        let port_file = dir.join("fake.port");
-        let child = std::process::Command::new("python3")
-            .arg(&fake)
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .arg("--script")
-            .arg(&script_file)
-            .arg("--log")
-            .arg(dir.join("requests.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs the fake model");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Ok(port) = text.trim().parse()
-            {
-                break port;
-            }
-            assert!(Instant::now() < deadline, "the fake model did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        FakeModel { child, port }
-    }
-}
-
-impl Drop for FakeModel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn agent_dir(dir: &Path, port: u16) -> PathBuf {
@@ -84,82 +37,137 @@ fn agent_dir(dir: &Path, port: u16) -> PathBuf {
     agent
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prompt_with_a_bash_tool_call_runs_in_the_sandbox() {
-    let pi_bin = workspace_root().join("harnesses/pi/node_modules/.bin/pi");
-    assert!(
-        pi_bin.exists(),
-        "pi is installed: npm ci --prefix harnesses/pi (scripts/test.sh does)"
-    );
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let fake = FakeModel::start(
-        dir.path(),
-        &json!([
-            {"text": "Let me check.", "tool_calls": [{"name": "bash", "arguments": {"command": "id -u; echo hi > made.txt; echo x > /etc/octo-escape"}}]},
-            {"text": "Done: uid 1000."}
-        ]),
-    );
-    let (workspace, home) = (dir.path().join("ws"), dir.path().join("home"));
-    let sessions = dir.path().join("sessions");
-    for path in [&workspace, &home, &sessions] {
-        std::fs::create_dir_all(path).expect("mkdir");
-    }
-    let config = PiConfig {
-        pi_bin,
-        agent_dir: agent_dir(dir.path(), fake.port),
-        session_dir: sessions,
-        workspace: workspace.clone(),
-        home: home.clone(),
-        provider: "fake".into(),
-        model_id: "fake-model".into(),
-        session_file: None,
-        sandbox: SandboxPolicy::from_user_file(
-            &SandboxFile {
-                profile: Some(Profile::Development),
-                ..Default::default()
-            },
-            &home,
-        )
-        .expect("policy"),
-        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
-    };
-    let mut pi = PiProcess::spawn(&config).expect("pi starts");
-    let mut translator = Translator::new(FreshIds, "fake", "fake-model");
-    let prompt = Delivered {
-        offset: Offset::new(10).expect("small"),
-        command_id: CommandId::new(),
-        command: Command::Prompt(Prompt {
-            text: "Run the check.".into(),
-            ..Prompt::default()
-        }),
-    };
-    translator.delivered(prompt.clone());
-    pi.send(&json!({"id": "o10", "type": "prompt", "message": "Run the check."}))
-        .await
-        .expect("pi takes the prompt");
+struct Session {
+    _dir: tempfile::TempDir,
+    workspace: PathBuf,
+    model: octo_tools::model::ModelHandle,
+    pi: PiProcess,
+    translator: Translator<FreshIds>,
+    started: Instant,
+}
 
-    let started = Instant::now();
-    let mut events = Vec::new();
-    while !events
-        .iter()
-        .any(|e| matches!(e, Event::AgentIdle(_) | Event::RunFailed(_)))
-    {
-        let record = tokio::time::timeout(Duration::from_secs(60), pi.next_record())
-            .await
-            .unwrap_or_else(|_| panic!("pi went quiet; stderr: {}", pi.stderr_tail()))
-            .unwrap_or_else(|| panic!("pi exited; stderr: {}", pi.stderr_tail()));
-        let Record::Value(value) = record else {
-            panic!("pi wrote a bad line: {record:?}")
+impl Session {
+    async fn start(turns: serde_json::Value) -> Session {
+        let pi_bin = workspace_root().join("harnesses/pi/node_modules/.bin/pi");
+        assert!(
+            pi_bin.exists(),
+            "pi is installed: npm ci --prefix harnesses/pi (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let turns = serde_json::from_value(turns).expect("turns");
+        let model = octo_tools::model::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            turns,
+            Default::default(),
+        )
+        .await
+        .expect("the scripted model starts");
+        let (workspace, home) = (dir.path().join("ws"), dir.path().join("home"));
+        let sessions = dir.path().join("sessions");
+        for path in [&workspace, &home, &sessions] {
+            std::fs::create_dir_all(path).expect("mkdir");
+        }
+        let config = PiConfig {
+            pi_bin,
+            agent_dir: agent_dir(dir.path(), model.addr().port()),
+            session_dir: sessions,
+            workspace: workspace.clone(),
+            home: home.clone(),
+            provider: "fake".into(),
+            model_id: "fake-model".into(),
+            session_file: None,
+            sandbox: SandboxPolicy::from_user_file(
+                &SandboxFile {
+                    profile: Some(Profile::Development),
+                    ..Default::default()
+                },
+                &home,
+            )
+            .expect("policy"),
+            env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
         };
-        let now_ms = started.elapsed().as_millis() as i64;
-        let output = translator.stdout(&value, now_ms);
-        events.extend(output.events);
-        for probe in output.to_pi {
-            pi.send(&probe).await.expect("probe sent");
+        let pi = PiProcess::spawn(&config).expect("pi starts");
+        let translator = Translator::new(FreshIds, "fake", "fake-model");
+        Session {
+            _dir: dir,
+            workspace,
+            model,
+            pi,
+            translator,
+            started: Instant::now(),
         }
     }
-    pi.kill().await.expect("killed");
 
+    async fn deliver(
+        &mut self,
+        offset: u64,
+        command: Command,
+        to_pi: serde_json::Value,
+    ) -> Delivered {
+        let delivered = Delivered {
+            offset: Offset::new(offset).expect("small"),
+            command_id: CommandId::new(),
+            command,
+        };
+        self.translator.delivered(delivered.clone());
+        self.pi.send(&to_pi).await.expect("pi takes the command");
+        delivered
+    }
+
+    /// Events until `done` says so.
+    async fn events_until(&mut self, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let mut events = Vec::new();
+        while !done(&events) {
+            let record = tokio::time::timeout(Duration::from_secs(60), self.pi.next_record())
+                .await
+                .unwrap_or_else(|_| panic!("pi went quiet; stderr: {}", self.pi.stderr_tail()))
+                .unwrap_or_else(|| panic!("pi exited; stderr: {}", self.pi.stderr_tail()));
+            let Record::Value(value) = record else {
+                panic!("pi wrote a bad line: {record:?}")
+            };
+            let now_ms = self.started.elapsed().as_millis() as i64;
+            let output = self.translator.stdout(&value, now_ms);
+            events.extend(output.events);
+            for probe in output.to_pi {
+                self.pi.send(&probe).await.expect("probe sent");
+            }
+        }
+        events
+    }
+}
+
+fn run_ended(events: &[Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::AgentIdle(_) | Event::RunFailed(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_with_a_bash_tool_call_runs_in_the_sandbox() {
+    let mut session = Session::start(json!([
+        {"text": "Let me check.", "tool_calls": [{"name": "bash", "arguments": {"command": "id -u; echo hi > made.txt; echo x > /etc/octo-escape"}}]},
+        {"text": "Done: uid 1000."}
+    ]))
+    .await;
+    let prompt = Command::Prompt(Prompt {
+        text: "Run the check.".into(),
+        ..Prompt::default()
+    });
+    session
+        .deliver(
+            10,
+            prompt,
+            json!({"id": "o10", "type": "prompt", "message": "Run the check."}),
+        )
+        .await;
+    let events = session.events_until(run_ended).await;
+    session.pi.kill().await.expect("killed");
+    let workspace = session.workspace.clone();
+    assert_eq!(
+        session.model.requests().len(),
+        2,
+        "one request per model turn"
+    );
     let names: Vec<&str> = events.iter().map(Event::type_name).collect();
     let must_follow = [
         "agent.working",
@@ -219,4 +227,75 @@ async fn a_prompt_with_a_bash_tool_call_runs_in_the_sandbox() {
         !Path::new("/etc/octo-escape").exists(),
         "the host's /etc is untouched"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_ends_a_hanging_stream() {
+    use octo_core::command::Abort;
+    let mut session =
+        Session::start(json!([{"text": "I will think for a long time", "hang": true}])).await;
+    let prompt = Command::Prompt(Prompt {
+        text: "Think.".into(),
+        ..Prompt::default()
+    });
+    session
+        .deliver(
+            10,
+            prompt,
+            json!({"id": "o10", "type": "prompt", "message": "Think."}),
+        )
+        .await;
+    // Wait until the answer streams, then abort.
+    session
+        .events_until(|events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::StreamTextDelta(_)))
+        })
+        .await;
+    let abort = session
+        .deliver(
+            11,
+            Command::Abort(Abort {}),
+            json!({"id": "o11", "type": "abort"}),
+        )
+        .await;
+    let events = session.events_until(run_ended).await;
+    session.pi.kill().await.expect("killed");
+    let Some(Event::AgentIdle(idle)) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(idle.outcome, octo_core::event::IdleOutcome::Aborted);
+    assert_eq!(
+        idle.cause,
+        Some(abort.offset),
+        "the abort settles with the run's end"
+    );
+    let ended = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StreamMessageEnd(end) => Some(end.message.clone()),
+            _ => None,
+        })
+        .expect("the partial answer ends");
+    assert_eq!(
+        ended.stop_reason,
+        Some(octo_core::message::StopReason::Aborted)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session
+        .model
+        .requests()
+        .first()
+        .and_then(|r| r.outcome.clone())
+        .as_deref()
+        != Some("aborted")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the model saw the abort: {:?}",
+            session.model.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

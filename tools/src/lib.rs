@@ -1,4 +1,5 @@
 //! Octo's tools: benchmarks and the test proxy now, `octoctl` and the scripted model later.
 
 pub mod bench;
+pub mod model;
 pub mod proxy;

@@ -2,7 +2,7 @@
 # Sets up and runs every test of Octo: formatting, lints, the whole test suite (debug builds),
 # and a few-second smoke run of each benchmark. `.ci/run` calls exactly this.
 #
-# Needs: the Rust toolchain with cargo-nextest, Node 20 with npm, Python 3, and apt (as root or
+# Needs: the Rust toolchain with cargo-nextest, Node 20 with npm, and apt (as root or
 # with sudo) for the system packages the tests run for real. Installs what else it needs itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,6 @@ if [ ! -x harnesses/pi/node_modules/.bin/pi ] || [ harnesses/pi/package-lock.jso
   npm ci --prefix harnesses/pi --no-audit --no-fund --loglevel=error
 fi
 harnesses/pi/node_modules/.bin/pi --version
-python3 --version
 
 step "format"
 cargo fmt --all -- --check

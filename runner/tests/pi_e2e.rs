@@ -28,7 +28,9 @@ fn agent_dir(dir: &Path, port: u16) -> PathBuf {
         "compat": {"supportsDeveloperRole": false, "supportsReasoningEffort": false},
         "models": [{"id": "fake-model", "name": "Fake Model", "reasoning": false, "input": ["text"],
             "contextWindow": 32000, "maxTokens": 4096,
-            "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}}]}}});
+            "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}}]},
+        "fake-anthropic": {"baseUrl": format!("http://127.0.0.1:{port}"), "api": "anthropic-messages", "apiKey": "fake-key",
+            "models": [{"id": "fake-claude", "reasoning": false, "contextWindow": 32000, "maxTokens": 4096}]}}});
     std::fs::write(agent.join("models.json"), models.to_string()).expect("write");
     let settings = json!({"defaultProvider": "fake", "defaultModel": "fake-model", "quietStartup": true,
         "enableInstallTelemetry": false,
@@ -48,6 +50,10 @@ struct Session {
 
 impl Session {
     async fn start(turns: serde_json::Value) -> Session {
+        Session::start_on(turns, "fake", "fake-model").await
+    }
+
+    async fn start_on(turns: serde_json::Value, provider: &str, model_id: &str) -> Session {
         let pi_bin = workspace_root().join("harnesses/pi/node_modules/.bin/pi");
         assert!(
             pi_bin.exists(),
@@ -73,8 +79,8 @@ impl Session {
             session_dir: sessions,
             workspace: workspace.clone(),
             home: home.clone(),
-            provider: "fake".into(),
-            model_id: "fake-model".into(),
+            provider: provider.into(),
+            model_id: model_id.into(),
             session_file: None,
             sandbox: SandboxPolicy::from_user_file(
                 &SandboxFile {
@@ -87,7 +93,7 @@ impl Session {
             env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
         };
         let pi = PiProcess::spawn(&config).expect("pi starts");
-        let translator = Translator::new(FreshIds, "fake", "fake-model");
+        let translator = Translator::new(FreshIds, provider, model_id);
         Session {
             _dir: dir,
             workspace,
@@ -298,4 +304,66 @@ async fn abort_ends_a_hanging_stream() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_api_streams_thinking_text_and_tools() {
+    let mut session = Session::start_on(
+        json!([
+            {"thinking": "I should list files.", "text": "Listing.", "tool_calls": [{"name": "bash", "arguments": {"command": "echo ok"}}]},
+            {"text": "All good."}
+        ]),
+        "fake-anthropic",
+        "fake-claude",
+    )
+    .await;
+    let prompt = Command::Prompt(Prompt {
+        text: "List.".into(),
+        ..Prompt::default()
+    });
+    session
+        .deliver(
+            10,
+            prompt,
+            json!({"id": "o10", "type": "prompt", "message": "List."}),
+        )
+        .await;
+    let events = session.events_until(run_ended).await;
+    session.pi.kill().await.expect("killed");
+    assert!(
+        matches!(events.last(), Some(Event::AgentIdle(_))),
+        "{events:?}"
+    );
+    let first_answer = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StreamMessageEnd(end) => Some(end.message.clone()),
+            _ => None,
+        })
+        .expect("an answer");
+    let kinds: Vec<&str> = first_answer
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Thinking(_) => "thinking",
+            Part::Text(_) => "text",
+            Part::ToolCall(_) => "tool_call",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, vec!["thinking", "text", "tool_call"]);
+    assert_eq!(first_answer.provider.as_deref(), Some("fake-anthropic"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StreamThinkingDelta(_))),
+        "thinking streamed"
+    );
+    assert!(
+        session
+            .model
+            .requests()
+            .iter()
+            .all(|r| r.path == "/v1/messages")
+    );
 }

@@ -88,6 +88,24 @@ pub struct Message {
     pub harness_ref: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+impl Message {
+    /// A message with only the fields every role has; the assistant-only ones are absent.
+    pub fn new(id: MessageId, role: Role, parts: Vec<Part>, created_ms: Ms) -> Message {
+        Message {
+            id,
+            role,
+            parts,
+            created_ms,
+            completed_ms: None,
+            provider: None,
+            model_id: None,
+            stop_reason: None,
+            error: None,
+            harness_ref: None,
+        }
+    }
+}
+
 /// A part of a message, tagged by `type`. Every part has an `id` unique in the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -565,18 +565,12 @@ impl<M: IdMint> Translator<M> {
                     details: message.get("details").filter(|d| !d.is_null()).cloned(),
                 };
                 out.events.push(Event::MessageCreated(MessageCreated {
-                    message: Message {
-                        id: self.mint.message_id(),
-                        role: Role::Tool,
-                        parts: vec![Part::ToolResult(part)],
-                        created_ms: now_ms,
-                        completed_ms: None,
-                        provider: None,
-                        model_id: None,
-                        stop_reason: None,
-                        error: None,
-                        harness_ref: None,
-                    },
+                    message: Message::new(
+                        self.mint.message_id(),
+                        Role::Tool,
+                        vec![Part::ToolResult(part)],
+                        now_ms,
+                    ),
                     command_id: None,
                     cause: None,
                 }));
@@ -605,18 +599,7 @@ impl<M: IdMint> Translator<M> {
                 path: path.clone(),
             }));
         }
-        Message {
-            id: self.mint.message_id(),
-            role: Role::User,
-            parts,
-            created_ms: now_ms,
-            completed_ms: None,
-            provider: None,
-            model_id: None,
-            stop_reason: None,
-            error: None,
-            harness_ref: None,
-        }
+        Message::new(self.mint.message_id(), Role::User, parts, now_ms)
     }
 
     fn delta(&mut self, record: &Value, out: &mut Output) {

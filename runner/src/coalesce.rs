@@ -64,6 +64,11 @@ impl Coalescer {
         }
     }
 
+    /// Whether a delta is held back.
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// The held delta, whatever its age (at the end of a stream).
     pub fn take(&mut self) -> Option<Event> {
         self.held.take().map(|(event, _)| event)

@@ -68,30 +68,8 @@ impl Session {
         )
         .await
         .expect("the scripted model starts");
-        let (workspace, home) = (dir.path().join("ws"), dir.path().join("home"));
-        let sessions = dir.path().join("sessions");
-        for path in [&workspace, &home, &sessions] {
-            std::fs::create_dir_all(path).expect("mkdir");
-        }
-        let config = PiConfig {
-            pi_bin,
-            agent_dir: agent_dir(dir.path(), model.addr().port()),
-            session_dir: sessions,
-            workspace: workspace.clone(),
-            home: home.clone(),
-            provider: provider.into(),
-            model_id: model_id.into(),
-            session_file: None,
-            sandbox: SandboxPolicy::from_user_file(
-                &SandboxFile {
-                    profile: Some(Profile::Development),
-                    ..Default::default()
-                },
-                &home,
-            )
-            .expect("policy"),
-            env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
-        };
+        let config = pi_config(dir.path(), model.addr().port(), provider, model_id);
+        let workspace = config.workspace.clone();
         let pi = PiProcess::spawn(&config).expect("pi starts");
         let translator = Translator::new(FreshIds, provider, model_id);
         Session {
@@ -139,6 +117,35 @@ impl Session {
             }
         }
         events
+    }
+}
+
+/// A pi configuration in `dir`, on the scripted model at `port`, in the development sandbox.
+fn pi_config(dir: &Path, port: u16, provider: &str, model_id: &str) -> PiConfig {
+    let pi_bin = workspace_root().join("harnesses/pi/node_modules/.bin/pi");
+    let (workspace, home) = (dir.join("ws"), dir.join("home"));
+    let sessions = dir.join("sessions");
+    for path in [&workspace, &home, &sessions] {
+        std::fs::create_dir_all(path).expect("mkdir");
+    }
+    PiConfig {
+        pi_bin,
+        agent_dir: agent_dir(dir, port),
+        session_dir: sessions,
+        workspace,
+        home: home.clone(),
+        provider: provider.into(),
+        model_id: model_id.into(),
+        session_file: None,
+        sandbox: SandboxPolicy::from_user_file(
+            &SandboxFile {
+                profile: Some(Profile::Development),
+                ..Default::default()
+            },
+            &home,
+        )
+        .expect("policy"),
+        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
     }
 }
 
@@ -366,4 +373,156 @@ async fn the_anthropic_api_streams_thinking_text_and_tools() {
             .iter()
             .all(|r| r.path == "/v1/messages")
     );
+}
+
+mod supervised {
+    use super::*;
+    use octo_core::event::HarnessExitReason;
+    use octo_runner::pi::session::PiSession;
+
+    async fn until(session: &mut PiSession, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let mut events = Vec::new();
+        while !done(&events) {
+            let batch = tokio::time::timeout(Duration::from_secs(60), session.next_events())
+                .await
+                .unwrap_or_else(|_| panic!("no events in time; so far {events:?}"));
+            events.extend(batch);
+        }
+        events
+    }
+
+    fn prompt(offset: u64, text: &str) -> Delivered {
+        Delivered {
+            offset: Offset::new(offset).expect("small"),
+            command_id: CommandId::new(),
+            command: Command::Prompt(Prompt {
+                text: text.into(),
+                ..Prompt::default()
+            }),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_pi_fails_its_run_and_the_next_prompt_restarts_it() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let turns = serde_json::from_value(
+            json!([{"text": "Working on it", "hang": true}, {"text": "Back again."}]),
+        )
+        .expect("turns");
+        let model = octo_tools::model::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            turns,
+            Default::default(),
+        )
+        .await
+        .expect("model");
+        let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
+        let mut session = PiSession::new(config, Duration::from_secs(120));
+        let started = session
+            .deliver(prompt(10, "first"))
+            .await
+            .expect("pi starts");
+        let [Event::HarnessStarted(first_start)] = &started[..] else {
+            panic!("{started:?}")
+        };
+        assert!(!first_start.resumed);
+        assert_eq!(first_start.cause, Some(Offset::new(10).expect("small")));
+        until(&mut session, |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::StreamTextDelta(_)))
+        })
+        .await;
+
+        // kill -9 the sandbox (pi dies with it) mid-turn.
+        let status = std::process::Command::new("kill")
+            .args(["-9", &first_start.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let events = until(&mut session, |events| {
+            events.iter().any(|e| matches!(e, Event::HarnessExited(_)))
+        })
+        .await;
+        let failed = events.iter().find_map(|e| match e {
+            Event::RunFailed(failed) => Some(failed.clone()),
+            _ => None,
+        });
+        let failed = failed.expect("the open run failed");
+        assert!(failed.recoverable);
+        assert_eq!(failed.error.code, octo_core::ErrorCode::HarnessExited);
+        let Some(Event::HarnessExited(exited)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(exited.reason, HarnessExitReason::Crashed);
+        assert!(!session.is_running());
+
+        // The next prompt starts pi again and works.
+        let started = session
+            .deliver(prompt(20, "second"))
+            .await
+            .expect("pi restarts");
+        assert!(
+            matches!(started[..], [Event::HarnessStarted(_)]),
+            "{started:?}"
+        );
+        let events = until(&mut session, run_ended).await;
+        let answer = events
+            .iter()
+            .find_map(|e| match e {
+                Event::StreamMessageEnd(end) => Some(end.message.clone()),
+                _ => None,
+            })
+            .expect("an answer");
+        assert!(
+            matches!(&answer.parts[..], [Part::Text(text)] if text.text == "Back again."),
+            "{answer:?}"
+        );
+        assert!(matches!(events.last(), Some(Event::AgentIdle(_))));
+        assert_eq!(
+            model.requests().len(),
+            2,
+            "the first prompt was not sent again"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_progress_times_the_run_out() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let turns =
+            serde_json::from_value(json!([{"text": "Thinking", "hang": true}])).expect("turns");
+        let model = octo_tools::model::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            turns,
+            Default::default(),
+        )
+        .await
+        .expect("model");
+        let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
+        let mut session = PiSession::new(config, Duration::from_millis(1500));
+        session
+            .deliver(prompt(10, "think"))
+            .await
+            .expect("pi starts");
+        let events = until(&mut session, |events| {
+            events.iter().any(|e| matches!(e, Event::RunTimedOut(_)))
+        })
+        .await;
+        let Some(Event::RunTimedOut(timed_out)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(timed_out.limit_ms, 1500);
+        let events = until(&mut session, |events| {
+            events.iter().any(|e| matches!(e, Event::HarnessExited(_)))
+        })
+        .await;
+        let Some(Event::HarnessExited(exited)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(exited.reason, HarnessExitReason::Killed);
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::RunFailed(_))),
+            "the run already ended: {events:?}"
+        );
+    }
 }

@@ -223,7 +223,12 @@ fn an_exit_mid_run_fails_the_run_and_every_unsettled_command() {
     let queued = prompt(6, "queued");
     translator.delivered(queued.clone());
     let exit = translator
-        .exited(None, Some(9), Some("killed".into()))
+        .exited(
+            octo_core::event::HarnessExitReason::Crashed,
+            None,
+            Some(9),
+            Some("killed".into()),
+        )
         .events;
     let names: Vec<&str> = exit.iter().map(Event::type_name).collect();
     assert_eq!(

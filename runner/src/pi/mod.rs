@@ -4,4 +4,5 @@
 //! commands delivered to pi) to canonical events. Process supervision joins it later.
 
 pub mod process;
+pub mod session;
 pub mod translate;

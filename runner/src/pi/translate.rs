@@ -793,9 +793,25 @@ impl<M: IdMint> Translator<M> {
         parts
     }
 
+    /// No progress for `limit_ms`: the open run ends with `run.timed_out` (PROTOCOL.md 8); the
+    /// caller aborts and, if need be, kills pi. Later output of that run is not translated.
+    pub fn timed_out(&mut self, limit_ms: u64) -> Output {
+        let mut out = Output::default();
+        if let Some(run) = &self.run {
+            let terminal = Event::RunTimedOut(octo_core::event::RunTimedOut {
+                run_id: run.id,
+                limit: octo_core::event::TimeoutLimit::NoProgress,
+                limit_ms,
+            });
+            self.close_run(&mut out, terminal);
+        }
+        out
+    }
+
     /// The pi process ended (PROTOCOL.md 15, last row).
     pub fn exited(
         &mut self,
+        reason: HarnessExitReason,
         code: Option<i32>,
         signal: Option<i32>,
         stderr_tail: Option<String>,
@@ -825,7 +841,7 @@ impl<M: IdMint> Translator<M> {
             }));
         }
         out.events.push(Event::HarnessExited(HarnessExited {
-            reason: HarnessExitReason::Crashed,
+            reason,
             code,
             signal,
             stderr_tail,

@@ -60,14 +60,7 @@ impl Session {
             "pi is installed: npm ci --prefix harnesses/pi (scripts/test.sh does)"
         );
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-        let turns = serde_json::from_value(turns).expect("turns");
-        let model = octo_tools::model::serve(
-            "127.0.0.1:0".parse().expect("addr"),
-            turns,
-            Default::default(),
-        )
-        .await
-        .expect("the scripted model starts");
+        let model = start_model(turns).await;
         let config = pi_config(dir.path(), model.addr().port(), provider, model_id);
         let workspace = config.workspace.clone();
         let pi = PiProcess::spawn(&config).expect("pi starts");
@@ -96,6 +89,16 @@ impl Session {
         self.translator.delivered(delivered.clone());
         self.pi.send(&to_pi).await.expect("pi takes the command");
         delivered
+    }
+
+    /// Delivers a prompt of `text` as the command at `offset`.
+    async fn prompt(&mut self, offset: u64, text: &str) -> Delivered {
+        let command = Command::Prompt(Prompt {
+            text: text.into(),
+            ..Prompt::default()
+        });
+        let to_pi = json!({"id": format!("o{offset}"), "type": "prompt", "message": text});
+        self.deliver(offset, command, to_pi).await
     }
 
     /// Events until `done` says so.
@@ -149,6 +152,26 @@ fn pi_config(dir: &Path, port: u16, provider: &str, model_id: &str) -> PiConfig 
     }
 }
 
+/// The first finished assistant message.
+fn first_answer(events: &[Event]) -> Option<octo_core::Message> {
+    events.iter().find_map(|event| match event {
+        Event::StreamMessageEnd(end) => Some(end.message.clone()),
+        _ => None,
+    })
+}
+
+/// Octo's scripted model on an ephemeral loopback port.
+async fn start_model(turns: serde_json::Value) -> octo_tools::model::ModelHandle {
+    let turns = serde_json::from_value(turns).expect("turns");
+    octo_tools::model::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        turns,
+        Default::default(),
+    )
+    .await
+    .expect("the scripted model starts")
+}
+
 fn run_ended(events: &[Event]) -> bool {
     events
         .iter()
@@ -162,17 +185,7 @@ async fn a_prompt_with_a_bash_tool_call_runs_in_the_sandbox() {
         {"text": "Done: uid 1000."}
     ]))
     .await;
-    let prompt = Command::Prompt(Prompt {
-        text: "Run the check.".into(),
-        ..Prompt::default()
-    });
-    session
-        .deliver(
-            10,
-            prompt,
-            json!({"id": "o10", "type": "prompt", "message": "Run the check."}),
-        )
-        .await;
+    session.prompt(10, "Run the check.").await;
     let events = session.events_until(run_ended).await;
     session.pi.kill().await.expect("killed");
     let workspace = session.workspace.clone();
@@ -247,17 +260,7 @@ async fn abort_ends_a_hanging_stream() {
     use octo_core::command::Abort;
     let mut session =
         Session::start(json!([{"text": "I will think for a long time", "hang": true}])).await;
-    let prompt = Command::Prompt(Prompt {
-        text: "Think.".into(),
-        ..Prompt::default()
-    });
-    session
-        .deliver(
-            10,
-            prompt,
-            json!({"id": "o10", "type": "prompt", "message": "Think."}),
-        )
-        .await;
+    session.prompt(10, "Think.").await;
     // Wait until the answer streams, then abort.
     session
         .events_until(|events| {
@@ -284,13 +287,7 @@ async fn abort_ends_a_hanging_stream() {
         Some(abort.offset),
         "the abort settles with the run's end"
     );
-    let ended = events
-        .iter()
-        .find_map(|e| match e {
-            Event::StreamMessageEnd(end) => Some(end.message.clone()),
-            _ => None,
-        })
-        .expect("the partial answer ends");
+    let ended = first_answer(&events).expect("the partial answer ends");
     assert_eq!(
         ended.stop_reason,
         Some(octo_core::message::StopReason::Aborted)
@@ -324,30 +321,14 @@ async fn the_anthropic_api_streams_thinking_text_and_tools() {
         "fake-claude",
     )
     .await;
-    let prompt = Command::Prompt(Prompt {
-        text: "List.".into(),
-        ..Prompt::default()
-    });
-    session
-        .deliver(
-            10,
-            prompt,
-            json!({"id": "o10", "type": "prompt", "message": "List."}),
-        )
-        .await;
+    session.prompt(10, "List.").await;
     let events = session.events_until(run_ended).await;
     session.pi.kill().await.expect("killed");
     assert!(
         matches!(events.last(), Some(Event::AgentIdle(_))),
         "{events:?}"
     );
-    let first_answer = events
-        .iter()
-        .find_map(|e| match e {
-            Event::StreamMessageEnd(end) => Some(end.message.clone()),
-            _ => None,
-        })
-        .expect("an answer");
+    let first_answer = first_answer(&events).expect("an answer");
     let kinds: Vec<&str> = first_answer
         .parts
         .iter()
@@ -405,17 +386,9 @@ mod supervised {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_pi_fails_its_run_and_the_next_prompt_restarts_it() {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-        let turns = serde_json::from_value(
-            json!([{"text": "Working on it", "hang": true}, {"text": "Back again."}]),
-        )
-        .expect("turns");
-        let model = octo_tools::model::serve(
-            "127.0.0.1:0".parse().expect("addr"),
-            turns,
-            Default::default(),
-        )
-        .await
-        .expect("model");
+        let model =
+            start_model(json!([{"text": "Working on it", "hang": true}, {"text": "Back again."}]))
+                .await;
         let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
         let mut session = PiSession::new(config, Duration::from_secs(120));
         let started = session
@@ -467,13 +440,7 @@ mod supervised {
             "{started:?}"
         );
         let events = until(&mut session, run_ended).await;
-        let answer = events
-            .iter()
-            .find_map(|e| match e {
-                Event::StreamMessageEnd(end) => Some(end.message.clone()),
-                _ => None,
-            })
-            .expect("an answer");
+        let answer = first_answer(&events).expect("an answer");
         assert!(
             matches!(&answer.parts[..], [Part::Text(text)] if text.text == "Back again."),
             "{answer:?}"
@@ -489,15 +456,7 @@ mod supervised {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_progress_times_the_run_out() {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-        let turns =
-            serde_json::from_value(json!([{"text": "Thinking", "hang": true}])).expect("turns");
-        let model = octo_tools::model::serve(
-            "127.0.0.1:0".parse().expect("addr"),
-            turns,
-            Default::default(),
-        )
-        .await
-        .expect("model");
+        let model = start_model(json!([{"text": "Thinking", "hang": true}])).await;
         let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
         let mut session = PiSession::new(config, Duration::from_millis(1500));
         session

@@ -185,13 +185,17 @@ impl Projection for Sessions {
                 record
             }
         };
-        // The summary changed: move it in the listing.
-        if let Some(previous) = txn.get_value::<SessionRecord>(&key) {
-            txn.delete(listing_key(
-                &previous.owner,
-                previous.summary.updated_offset,
-                &entry.session_id,
-            ));
+        // The summary changed: move it in the listing. Folding keeps owner and updated_offset, so
+        // the record still names its old listing key; a session created twice (not in a valid
+        // log) would have its old record found here too.
+        let previous = match event {
+            Event::SessionCreated(_) | Event::SessionForked(_) => txn
+                .get_value::<SessionRecord>(&key)
+                .map(|old| (old.owner, old.summary.updated_offset)),
+            _ => Some((record.owner.clone(), record.summary.updated_offset)),
+        };
+        if let Some((owner, updated_offset)) = previous {
+            txn.delete(listing_key(&owner, updated_offset, &entry.session_id));
         }
         record.summary.updated_offset = entry.offset;
         record.summary.updated_ms = entry.ts_ms;

@@ -79,6 +79,27 @@ impl Event {
             _ => None,
         }
     }
+
+    /// Sets `cause` on an event that carries one; false (and unchanged) for the others.
+    pub fn set_cause(&mut self, cause: Offset) -> bool {
+        match self {
+            Event::SessionCreated(event) => event.cause = cause,
+            Event::SessionForked(event) => event.cause = cause,
+            Event::SessionRenamed(event) => event.cause = Some(cause),
+            Event::SessionDeleted(event) => event.cause = cause,
+            Event::HarnessStarted(event) => event.cause = Some(cause),
+            Event::HarnessExited(event) => event.cause = Some(cause),
+            Event::AgentWorking(event) => event.cause = Some(cause),
+            Event::AgentIdle(event) => event.cause = Some(cause),
+            Event::CompactEnd(event) => event.cause = Some(cause),
+            Event::MessageCreated(event) => event.cause = Some(cause),
+            Event::ModelChanged(event) => event.cause = Some(cause),
+            Event::InputResolved(event) => event.cause = Some(cause),
+            Event::CommandFailed(event) => event.cause = cause,
+            _ => return false,
+        }
+        true
+    }
 }
 
 // 6.1 Session.

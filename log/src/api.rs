@@ -34,6 +34,9 @@ pub struct NewEntry {
     pub body: Body,
     /// Payloads the body refers to by [`BlobRef`], stored in the same atomic append.
     pub blobs: Vec<Vec<u8>>,
+    /// Set this event's `cause` to the offset the batch's command (its first entry) gets: how a
+    /// gateway-handled command and its derived event go in one atomic append (PROTOCOL.md 4.1).
+    pub caused_by_command: bool,
 }
 
 impl NewEntry {
@@ -53,6 +56,7 @@ impl NewEntry {
             command_id: Some(command_id),
             body: Body::Command(command),
             blobs: Vec::new(),
+            caused_by_command: false,
         }
     }
 
@@ -72,7 +76,14 @@ impl NewEntry {
             command_id: None,
             body: Body::Event(event),
             blobs: Vec::new(),
+            caused_by_command: false,
         }
+    }
+
+    /// This event with its `cause` set, at append, to the offset of the batch's command.
+    pub fn caused_by_command(mut self) -> NewEntry {
+        self.caused_by_command = true;
+        self
     }
 
     /// The entry's kind, from its body.

@@ -1002,6 +1002,77 @@ pub async fn concurrent_appenders_and_resuming_subscribers(backend: &dyn Backend
     }
 }
 
+/// A gateway-handled command and its derived event go in one append; the event's `cause` is the
+/// offset the command got, as read back and as seen live, and a derived entry without a command
+/// in front is refused.
+pub async fn derived_events_point_at_their_command(backend: &dyn Backend) {
+    let log = backend.open().await;
+    let alice = user("alice");
+    let session_id = SessionId::new();
+    let mut listener = log.listen(LogFilter::session(session_id), QueueBound::default());
+    // Something before, so the command's offset is not 1.
+    append_one(&*log, notice(&alice, SessionId::new(), "before")).await;
+    let renamed = |title: &str| {
+        Event::SessionRenamed(octo_core::event::SessionRenamed {
+            title: title.to_owned(),
+            source: octo_core::event::RenameSource::User,
+            cause: None,
+        })
+    };
+    let batch = vec![
+        NewEntry::command(
+            alice.clone(),
+            session_id,
+            producer("gw:test"),
+            CommandId::new(),
+            Command::SessionRename(octo_core::command::SessionRename {
+                title: "named".to_owned(),
+            }),
+        ),
+        NewEntry::event(
+            alice.clone(),
+            session_id,
+            producer("gw:test"),
+            SeqSpec::Next,
+            renamed("named"),
+        )
+        .caused_by_command(),
+    ];
+    let receipts = log.append(batch).await.expect("appends");
+    let [Receipt::Appended(command), Receipt::Appended(_)] = receipts[..] else {
+        panic!("both appended: {receipts:?}")
+    };
+    let entries = read_all(&*log, &LogFilter::session(session_id), Offset::ZERO).await;
+    let cause_of = |entry: &LogEntry| match &entry.body {
+        Body::Event(event) => event.cause(),
+        Body::Command(_) | Body::Unknown(_) => None,
+    };
+    assert_eq!(cause_of(&entries[1]), Some(command), "as read back");
+    for _ in 0..2 {
+        let crate::live::ListenerEvent::Entry(entry) = listener.recv().await else {
+            panic!("the listener gets both entries")
+        };
+        if entry.kind == Kind::Event {
+            assert_eq!(cause_of(&entry), Some(command), "as seen live");
+        }
+    }
+    let head = log.head();
+    let orphan = NewEntry::event(
+        alice.clone(),
+        session_id,
+        producer("gw:test"),
+        SeqSpec::Next,
+        renamed("orphan"),
+    )
+    .caused_by_command();
+    let refused = log.append(vec![orphan]).await;
+    assert!(
+        matches!(refused, Err(AppendError::Invalid { .. })),
+        "no command to point at: {refused:?}"
+    );
+    assert_eq!(log.head(), head, "nothing appended");
+}
+
 /// Every check, in order, against fresh stores from `make`.
 pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     offsets_start_at_one_and_increase(&make()).await;
@@ -1016,6 +1087,7 @@ pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     producers_interleave_in_one_batch(&make()).await;
     bad_appends_change_nothing(&make()).await;
     blobs_are_stored_with_their_entry(&make()).await;
+    derived_events_point_at_their_command(&make()).await;
     subscribe_replays_then_tails(&make()).await;
     slow_subscriber_catches_up(&make()).await;
     concurrent_appenders_and_resuming_subscribers(&make()).await;
@@ -1039,6 +1111,7 @@ macro_rules! conformance_tests {
             producers_interleave_in_one_batch,
             bad_appends_change_nothing,
             blobs_are_stored_with_their_entry,
+            derived_events_point_at_their_command,
             subscribe_replays_then_tails,
             slow_subscriber_catches_up,
             concurrent_appenders_and_resuming_subscribers

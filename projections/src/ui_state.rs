@@ -1,6 +1,6 @@
 //! The `ui_state` projection: per session, the run state of PROTOCOL.md 8 (idle, working, error)
-//! derived only from lifecycle events, the open run and its phase, the open input requests, and
-//! the runner-handled commands not yet settled (4.3).
+//! derived only from lifecycle events, the open run and its phase, the open input requests, whether
+//! its harness runs, and the runner-handled commands not yet settled (4.3).
 //!
 //! The gateway checks commands against it (`abort` needs an open run, `compact` needs none,
 //! `input.respond` an open request) and, at startup, fails every unsettled command (14.4).
@@ -33,6 +33,9 @@ pub struct SessionUi {
     pub open_run: Option<OpenRunState>,
     /// Input requests awaiting an answer, oldest first.
     pub open_inputs: Vec<String>,
+    /// Between `harness.started` and `harness.exited`: what a lost runner leaves running (14.4).
+    #[serde(default)]
+    pub harness_running: bool,
 }
 
 /// A runner-handled command awaiting its settling event.
@@ -86,7 +89,7 @@ fn settles(command: &str, event: &Event) -> bool {
 
 impl Projection for UiState {
     const NAME: &'static str = "ui_state";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         match (&entry.body, entry.kind) {
@@ -165,6 +168,8 @@ fn fold_event(entry: &LogEntry, event: &Event, ui: &mut SessionUi) -> bool {
         Event::ToolEnd(_) | Event::CompactEnd(_) | Event::RetryEnd(_) => {
             set_phase(ui, RunPhase::Generating)
         }
+        Event::HarnessStarted(_) => !std::mem::replace(&mut ui.harness_running, true),
+        Event::HarnessExited(_) => std::mem::replace(&mut ui.harness_running, false),
         Event::InputRequested(requested) => {
             ui.open_inputs.push(requested.request_id.clone());
             true

@@ -559,6 +559,7 @@ async fn projector_follows_the_log_and_resumes() {
                     command_id: entry.command_id,
                     body: entry.body,
                     blobs: Vec::new(),
+                    caused_by_command: false,
                 };
                 let receipts = log.append(vec![new]).await.expect("appends");
                 last = receipts[0].offset().expect("appended");

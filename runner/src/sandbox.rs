@@ -78,14 +78,14 @@ impl SandboxFile {
     }
 }
 
-/// Paths the sandbox never shows, whatever the files say: credentials and Octo's own secrets.
+/// Paths the sandbox never shows, whatever the files say: credentials and Octo's configuration.
+/// Octo's data dir (the log, users, tokens) is denied by the gateway, which knows where it is.
 pub fn always_denied(home: &Path) -> Vec<PathBuf> {
     [
         ".ssh",
         ".gnupg",
         ".aws",
         ".config/octo",
-        ".local/share/octo",
         ".netrc",
         ".docker",
     ]

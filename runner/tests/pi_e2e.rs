@@ -392,7 +392,7 @@ mod supervised {
         let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
         let mut session = PiSession::new(config, Duration::from_secs(120));
         let started = session
-            .deliver(prompt(10, "first"))
+            .try_deliver(prompt(10, "first"))
             .await
             .expect("pi starts");
         let [Event::HarnessStarted(first_start)] = &started[..] else {
@@ -432,7 +432,7 @@ mod supervised {
 
         // The next prompt starts pi again and works.
         let started = session
-            .deliver(prompt(20, "second"))
+            .try_deliver(prompt(20, "second"))
             .await
             .expect("pi restarts");
         assert!(
@@ -460,7 +460,7 @@ mod supervised {
         let config = pi_config(dir.path(), model.addr().port(), "fake", "fake-model");
         let mut session = PiSession::new(config, Duration::from_millis(1500));
         session
-            .deliver(prompt(10, "think"))
+            .try_deliver(prompt(10, "think"))
             .await
             .expect("pi starts");
         let events = until(&mut session, |events| {

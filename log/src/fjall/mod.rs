@@ -397,12 +397,24 @@ impl FjallLog {
                 command_id: entry.command_id,
                 body: entry.body,
             };
+            if entry.caused_by_command
+                && (kind != Kind::Event
+                    || !prepared
+                        .first()
+                        .is_some_and(|first: &Prepared| first.command.is_some()))
+            {
+                return Err(invalid(
+                    "only an event after the batch's command can take the command's offset as cause"
+                        .to_owned(),
+                ));
+            }
             prepared.push(Prepared {
                 record,
                 template,
                 seq: entry.seq,
                 command,
                 blobs,
+                caused_by_command: entry.caused_by_command,
             });
         }
         Ok(prepared)

@@ -33,6 +33,8 @@ pub(super) struct Prepared {
     pub seq: SeqSpec,
     pub command: Option<CommandKey>,
     pub blobs: Vec<(BlobHash, Vec<u8>)>,
+    /// Its body's `cause` is the offset of the request's command.
+    pub caused_by_command: bool,
 }
 
 pub(super) struct AppendRequest {
@@ -398,6 +400,11 @@ impl Writer {
             let offset = self.next_offset;
             self.next_offset = offset.successor();
             let session_id = entry.template.session_id;
+            if entry.caused_by_command
+                && let Some((_, command_offset, _)) = &command_appended
+            {
+                set_cause(&mut entry, *command_offset);
+            }
             record::patch(&mut entry.record, ts_ms, seq);
             staged.session_ts.insert(session_id, ts_ms);
             staged
@@ -466,5 +473,27 @@ impl Writer {
                 Ok(record::header(&value)?.ts_ms)
             }
         }
+    }
+}
+
+/// Points an event's `cause` at its batch's command and re-encodes its record (checked at
+/// prepare: the body is an event and its encoding succeeded once, with the same shape).
+fn set_cause(entry: &mut Prepared, cause: Offset) {
+    let octo_core::Body::Event(event) = &mut entry.template.body else {
+        return;
+    };
+    if !event.set_cause(cause) {
+        return;
+    }
+    let template = &entry.template;
+    if let Ok(encoded) = record::encode(
+        template.kind,
+        &template.user_id,
+        &template.session_id,
+        &template.producer.id,
+        template.command_id,
+        &template.body,
+    ) {
+        entry.record = encoded;
     }
 }

@@ -3,6 +3,7 @@
 //! [`translate`] holds the translator: a pure state machine from pi's stdout records (and the
 //! commands delivered to pi) to canonical events. Process supervision joins it later.
 
+pub mod factory;
 pub mod process;
 pub mod session;
 pub mod translate;

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use octo_core::command::Command;
-use octo_core::event::{HarnessExitReason, HarnessStarted};
-use octo_core::{Event, ModelRef, Ms, Offset};
+use octo_core::event::{CommandFailed, HarnessExitReason, HarnessExited, HarnessStarted};
+use octo_core::{Error, ErrorCode, Event, ModelRef, Ms, Offset};
 use serde_json::{Value, json};
 
 use super::process::{PiConfig, PiProcess, SpawnError};
 use super::translate::{Delivered, FreshIds, Translator};
 use crate::coalesce::Coalescer;
+use crate::harness::Harness;
 use crate::jsonl::Record;
 
 /// The pi version this runner drives (harnesses/pi pins it).
@@ -163,7 +164,7 @@ impl PiSession {
     ///
     /// # Errors
     /// [`SpawnError`] when pi cannot be started; the caller reports `harness.exited{start_failed}`.
-    pub async fn deliver(&mut self, delivered: Delivered) -> Result<Vec<Event>, SpawnError> {
+    pub async fn try_deliver(&mut self, delivered: Delivered) -> Result<Vec<Event>, SpawnError> {
         let mut events = Vec::new();
         if self.process.is_none() {
             events.push(self.start(Some(delivered.offset)).await?);
@@ -234,16 +235,20 @@ impl PiSession {
     }
 
     async fn exit(&mut self) -> Vec<Event> {
-        let Some(mut process) = self.process.take() else {
-            return Vec::new();
-        };
-        let (code, signal) = process.wait().await.unwrap_or((None, None));
-        let tail = process.stderr_tail();
         let reason = if self.killing {
             HarnessExitReason::Killed
         } else {
             HarnessExitReason::Crashed
         };
+        self.exit_as(reason).await
+    }
+
+    async fn exit_as(&mut self, reason: HarnessExitReason) -> Vec<Event> {
+        let Some(mut process) = self.process.take() else {
+            return Vec::new();
+        };
+        let (code, signal) = process.wait().await.unwrap_or((None, None));
+        let tail = process.stderr_tail();
         let mut events: Vec<Event> = self.coalescer.take().into_iter().collect();
         events.extend(
             self.translator
@@ -251,5 +256,50 @@ impl PiSession {
                 .events,
         );
         events
+    }
+}
+
+impl Harness for PiSession {
+    async fn deliver(&mut self, delivered: Delivered) -> Vec<Event> {
+        let (offset, command_id) = (delivered.offset, delivered.command_id);
+        let creates = delivered.command.mints_session();
+        match self.try_deliver(delivered).await {
+            Ok(events) => events,
+            Err(e) => {
+                let error = Error::new(ErrorCode::HarnessStartFailed, e.to_string());
+                let mut events = Vec::with_capacity(2);
+                if !creates {
+                    events.push(Event::CommandFailed(CommandFailed {
+                        command_id,
+                        error: error.clone(),
+                        cause: offset,
+                    }));
+                }
+                events.push(Event::HarnessExited(HarnessExited {
+                    reason: HarnessExitReason::StartFailed,
+                    code: None,
+                    signal: None,
+                    stderr_tail: None,
+                    error: Some(error),
+                    cause: Some(offset),
+                }));
+                events
+            }
+        }
+    }
+
+    async fn next_events(&mut self) -> Vec<Event> {
+        PiSession::next_events(self).await
+    }
+
+    fn is_running(&self) -> bool {
+        PiSession::is_running(self)
+    }
+
+    async fn stop(&mut self, reason: HarnessExitReason) -> Vec<Event> {
+        if let Some(process) = self.process.as_mut() {
+            let _ = process.kill().await;
+        }
+        self.exit_as(reason).await
     }
 }

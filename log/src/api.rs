@@ -349,4 +349,16 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Errors
     /// [`ReadError`].
     async fn producer_seq(&self, producer: ProducerId) -> Result<u64, ReadError>;
+
+    /// Where `(user_id, command_id)` was durably appended, if it was: the offset and session a
+    /// `duplicate` ack repeats. The gateway asks before refusing a command on state, so a re-sent
+    /// command whose state has moved on still gets its `duplicate` ack (PROTOCOL.md 4.1).
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    async fn find_command(
+        &self,
+        user_id: UserId,
+        command_id: CommandId,
+    ) -> Result<Option<(Offset, SessionId)>, ReadError>;
 }

@@ -1073,6 +1073,39 @@ pub async fn derived_events_point_at_their_command(backend: &dyn Backend) {
     assert_eq!(log.head(), head, "nothing appended");
 }
 
+/// `find_command` names exactly the durable commands of a user, with their offset and session.
+pub async fn commands_can_be_found(backend: &dyn Backend) {
+    let log = backend.open().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let session_id = SessionId::new();
+    let command_id = CommandId::new();
+    assert_eq!(
+        log.find_command(alice.clone(), command_id)
+            .await
+            .expect("reads"),
+        None
+    );
+    let offset = append_one(&*log, prompt(&alice, session_id, command_id, "find me")).await;
+    assert_eq!(
+        log.find_command(alice.clone(), command_id)
+            .await
+            .expect("reads"),
+        Some((offset, session_id))
+    );
+    assert_eq!(
+        log.find_command(bob, command_id).await.expect("reads"),
+        None,
+        "command ids are per user"
+    );
+    drop(log);
+    let log = backend.open().await;
+    assert_eq!(
+        log.find_command(alice, command_id).await.expect("reads"),
+        Some((offset, session_id)),
+        "after a reopen"
+    );
+}
+
 /// Every check, in order, against fresh stores from `make`.
 pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     offsets_start_at_one_and_increase(&make()).await;
@@ -1088,6 +1121,7 @@ pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     bad_appends_change_nothing(&make()).await;
     blobs_are_stored_with_their_entry(&make()).await;
     derived_events_point_at_their_command(&make()).await;
+    commands_can_be_found(&make()).await;
     subscribe_replays_then_tails(&make()).await;
     slow_subscriber_catches_up(&make()).await;
     concurrent_appenders_and_resuming_subscribers(&make()).await;
@@ -1112,6 +1146,7 @@ macro_rules! conformance_tests {
             bad_appends_change_nothing,
             blobs_are_stored_with_their_entry,
             derived_events_point_at_their_command,
+            commands_can_be_found,
             subscribe_replays_then_tails,
             slow_subscriber_catches_up,
             concurrent_appenders_and_resuming_subscribers

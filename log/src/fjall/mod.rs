@@ -586,4 +586,13 @@ impl EventLog for FjallLog {
         let shared = Arc::clone(&self.shared);
         blocking(move || writer::stored_producer_seq(&shared, &producer)).await
     }
+
+    async fn find_command(
+        &self,
+        user_id: UserId,
+        command_id: octo_core::CommandId,
+    ) -> Result<Option<(Offset, SessionId)>, ReadError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || writer::stored_command(&shared, &command_key(&user_id, &command_id))).await
+    }
 }

@@ -111,6 +111,27 @@ fn read_producer_seq(shared: &Shared, producer: &ProducerId) -> Result<u64, Read
 /// producer there (under the same lock) before it stages any write for it. So a producer missing
 /// from the map has no write in flight, and its stored value, read while holding the lock, is
 /// durable: open synced everything it found.
+/// A command's stored offset and session, if durable (the synced head covers it).
+pub(super) fn stored_command(
+    shared: &Shared,
+    key: &[u8],
+) -> Result<Option<(Offset, SessionId)>, ReadError> {
+    let stored = shared
+        .command_ids
+        .get(key)
+        .map_err(|e| ReadError::Unavailable {
+            reason: e.to_string(),
+        })?;
+    let Some(bytes) = stored else {
+        return Ok(None);
+    };
+    let record = CommandRecord::from_bytes(&bytes).ok_or_else(|| ReadError::Corrupt {
+        offset: shared.head(),
+        detail: format!("command id record of {} bytes is damaged", bytes.len()),
+    })?;
+    Ok((record.offset <= shared.head()).then_some((record.offset, record.session_id)))
+}
+
 pub(super) fn stored_producer_seq(
     shared: &Shared,
     producer: &ProducerId,

@@ -1,7 +1,9 @@
-//! `octo`: Octo's server binary. Today it manages users on a data dir; `octo serve` joins it with
-//! the end-to-end issue.
+//! `octo`: Octo's server binary: `octo serve` runs the server, `octo users` manages accounts on a
+//! data dir.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use octo_gateway::users::UserStore;
@@ -19,9 +21,45 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Top {
+    /// Run the server: the log, the projections, the local runner and the WebSocket.
+    Serve(Serve),
     /// Manage users and their credentials.
     #[command(subcommand)]
     Users(Users),
+}
+
+#[derive(Debug, clap::Args)]
+struct Serve {
+    /// Where to listen.
+    #[arg(long, env = "OCTO_LISTEN", default_value = "127.0.0.1:8477")]
+    listen: SocketAddr,
+    /// Every session's workspace lies under this folder (default: your home; in demo mode a
+    /// demo-workspace folder in the data dir).
+    #[arg(long, env = "OCTO_WORKSPACES")]
+    workspaces: Option<PathBuf>,
+    /// Run pi against Octo's built-in scripted model (the default when no LLM provider is
+    /// configured).
+    #[arg(long)]
+    demo: bool,
+    /// The pi executable (default: harnesses/pi/node_modules/.bin/pi beside the checkout, else
+    /// `pi` on PATH).
+    #[arg(long, env = "OCTO_PI")]
+    pi: Option<PathBuf>,
+    /// pi's own configuration to give every user (models.json, auth.json, settings.json).
+    #[arg(long, env = "OCTO_PI_CONFIG")]
+    pi_config: Option<PathBuf>,
+    /// The model of sessions that name none, as PROVIDER/MODEL.
+    #[arg(long, env = "OCTO_MODEL")]
+    model: Option<String>,
+    /// A run with no harness output for this long ends with run.timed_out.
+    #[arg(long, env = "OCTO_NO_PROGRESS_MS", default_value_t = 900_000)]
+    no_progress_ms: u64,
+    /// The user's sandbox file (default: ~/.config/octo/sandbox.toml).
+    #[arg(long, env = "OCTO_SANDBOX")]
+    sandbox: Option<PathBuf>,
+    /// This node's id (the gateway's producer is gw:<node>).
+    #[arg(long, env = "OCTO_NODE_ID", default_value = "n1")]
+    node_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +95,100 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/octo"))
 }
 
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// pi from the project's install: beside the current directory, beside the executable
+/// (target/<profile>/octo), else on PATH.
+fn find_pi() -> PathBuf {
+    let relative = "harnesses/pi/node_modules/.bin/pi";
+    let mut candidates = vec![PathBuf::from(relative)];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(
+            exe.ancestors()
+                .skip(1)
+                .take(4)
+                .map(|dir| dir.join(relative)),
+        );
+    }
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .and_then(|path| path.canonicalize().ok())
+        .unwrap_or_else(|| PathBuf::from("pi"))
+}
+
+fn parse_model(text: &str) -> anyhow::Result<octo_core::ModelRef> {
+    let (provider, model_id) = text
+        .split_once('/')
+        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--model takes PROVIDER/MODEL, got {text:?}"))?;
+    Ok(octo_core::ModelRef {
+        provider: provider.to_owned(),
+        model_id: model_id.to_owned(),
+    })
+}
+
+fn serve(data_dir: PathBuf, args: Serve) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let home = home();
+    let pi_config = args.pi_config.or_else(|| {
+        let default = home.join(".pi/agent");
+        default.is_dir().then_some(default)
+    });
+    let demo = args.demo
+        || (args.model.is_none()
+            && !octo_gateway::config::provider_configured(pi_config.as_deref()));
+    let mut config = octo_gateway::ServeConfig::new(&data_dir, args.pi.unwrap_or_else(find_pi));
+    config.listen = args.listen;
+    config.workspaces = args.workspaces;
+    config.demo = demo;
+    config.pi_config = pi_config;
+    config.model = args.model.as_deref().map(parse_model).transpose()?;
+    config.no_progress = Duration::from_millis(args.no_progress_ms);
+    config.sandbox_file = Some(
+        args.sandbox
+            .unwrap_or_else(|| home.join(".config/octo/sandbox.toml")),
+    );
+    config.home = home;
+    config.node_id = args.node_id;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = octo_gateway::start(config).await?;
+        if server.demo().is_some() {
+            eprintln!(
+                "octo: DEMO MODE: no LLM provider is configured; pi talks to a scripted model"
+            );
+        }
+        eprintln!("octo: listening on {}", server.url());
+        println!("Octo is running at {}", server.url());
+        println!("user:  {}", server.user().name);
+        println!("token: {}", server.token());
+        println!(
+            "(the token is also in {})",
+            data_dir.join("token").display()
+        );
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("octo: shutting down");
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
 fn password_from_env() -> anyhow::Result<String> {
     std::env::var("OCTO_PASSWORD").map_err(|_| anyhow::anyhow!("set OCTO_PASSWORD to the password"))
 }
@@ -76,8 +208,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
+    if let Top::Serve(args) = cli.command {
+        return serve(data_dir, args);
+    }
     let store = UserStore::open(&data_dir)?;
     match cli.command {
+        Top::Serve(_) => unreachable!("handled above"),
         Top::Users(Users::Add {
             name,
             with_password,

@@ -112,7 +112,7 @@ fn hash_password(password: &str) -> Result<String, UsersError> {
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600: a crash leaves the old or the new content.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     {
         let mut file = OpenOptions::new()
@@ -284,6 +284,14 @@ impl UserStore {
             .users
             .into_iter()
             .find(|user| user.token_hashes.contains(&hash)))
+    }
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`UsersError::Storage`].
+    pub fn by_id(&self, id: &UserId) -> Result<Option<User>, UsersError> {
+        Ok(self.load()?.users.into_iter().find(|user| &user.id == id))
     }
 
     /// The user, if `password` is theirs.

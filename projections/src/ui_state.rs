@@ -209,6 +209,28 @@ impl UiState {
         }
     }
 
+    /// Every session with state, in session id order.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn all(keyspace: &Keyspace) -> Result<Vec<(SessionId, SessionUi)>, StoreError> {
+        keyspace
+            .prefix([b'r'])
+            .map(|guard| {
+                let (key, value) = guard.into_inner().map_err(storage)?;
+                let id: [u8; 16] = key
+                    .get(1..)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| corrupt("session key is not 17 bytes"))?;
+                let session_id = SessionId::from_bytes(id).map_err(corrupt)?;
+                Ok((
+                    session_id,
+                    octo_core::codec::from_msgpack(&value).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Every unsettled runner-handled command, in offset order.
     ///
     /// # Errors

@@ -399,9 +399,9 @@ impl FjallLog {
             };
             if entry.caused_by_command
                 && (kind != Kind::Event
-                    || !prepared
+                    || prepared
                         .first()
-                        .is_some_and(|first: &Prepared| first.command.is_some()))
+                        .is_none_or(|first: &Prepared| first.command.is_none()))
             {
                 return Err(invalid(
                     "only an event after the batch's command can take the command's offset as cause"

@@ -1,0 +1,306 @@
+//! A command from a client, checked and appended: exactly one [`Ack`] per command (PROTOCOL.md
+//! 4.1). The order of checks is the protocol's: fields, ownership, then state against the
+//! projections, with appends to one session serialised. Gateway-handled commands go in one atomic
+//! append with their derived event. Every path that refuses changes nothing.
+//!
+//! The WebSocket calls [`execute`]; GraphQL's mutations will call the same function.
+
+use std::path::{Path, PathBuf};
+
+use octo_core::command::{Command, SessionCreate};
+use octo_core::event::{RenameSource, SessionCreated, SessionDeleted, SessionRenamed};
+use octo_core::frame::{Ack, AckStatus, CommandFrame};
+use octo_core::validate::{is_root, validate_command};
+use octo_core::{Error, ErrorCode, Event, Offset, SessionId, UserId};
+use octo_log::{AppendError, NewEntry, Receipt, SeqSpec};
+
+use crate::app::{App, ReadFailure};
+
+/// The harnesses this server offers.
+pub const HARNESSES: [&str; 1] = [octo_runner::pi::factory::PI_HARNESS];
+
+fn rejected(frame: &CommandFrame, error: Error) -> Ack {
+    Ack::rejected(frame.command_id, error)
+}
+
+fn unavailable(failure: ReadFailure) -> Error {
+    Error::new(
+        ErrorCode::Unavailable,
+        format!("{failure}; retry with the same command_id"),
+    )
+}
+
+fn not_found(session_id: &SessionId) -> Error {
+    Error::new(
+        ErrorCode::SessionNotFound,
+        "no such session: unknown, deleted, or not yours",
+    )
+    .with_ref(session_id.to_string())
+}
+
+/// Checks and appends one command of `user_id`; never fails, the outcome is the ack.
+pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
+    if let Err(e) = validate_command(&frame.command, &app.field_limits) {
+        return rejected(&frame, e.to_error());
+    }
+    if let Command::SessionCreate(create) = &frame.command {
+        return match create_session(app, user_id, &frame, create).await {
+            Ok(ack) | Err(ack) => ack,
+        };
+    }
+    if matches!(frame.command, Command::Fork(_)) {
+        return rejected(
+            &frame,
+            Error::new(ErrorCode::Unsupported, "fork is not served yet").with_ref("fork"),
+        );
+    }
+    let Some(session_id) = frame.session_id else {
+        return rejected(
+            &frame,
+            Error::new(ErrorCode::MissingField, "missing field session_id").with_ref("session_id"),
+        );
+    };
+    let lock = app.session_lock(session_id);
+    let _serialised = lock.lock().await;
+    match app.owned_session(user_id, &session_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return rejected(&frame, not_found(&session_id)),
+        Err(e) => return rejected(&frame, unavailable(e)),
+    }
+    if let Err(error) = check_state(app, &session_id, &frame.command).await {
+        // A re-sent command whose effect already moved the state on is still a duplicate.
+        match app
+            .log
+            .find_command(user_id.clone(), frame.command_id)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => return rejected(&frame, error),
+            Err(e) => {
+                return rejected(&frame, unavailable(ReadFailure::Unavailable(e.to_string())));
+            }
+        }
+    }
+    let command = NewEntry::command(
+        user_id.clone(),
+        session_id,
+        app.producer.clone(),
+        frame.command_id,
+        frame.command.clone(),
+    );
+    let mut batch = vec![command];
+    if let Some(event) = derived_event(&frame.command) {
+        batch.push(
+            NewEntry::event(
+                user_id.clone(),
+                session_id,
+                app.producer.clone(),
+                SeqSpec::Next,
+                event,
+            )
+            .caused_by_command(),
+        );
+    }
+    append(app, &frame, session_id, batch).await
+}
+
+/// The event a gateway-handled command derives (4.2, "handled by G").
+fn derived_event(command: &Command) -> Option<Event> {
+    match command {
+        Command::SessionRename(rename) => Some(Event::SessionRenamed(SessionRenamed {
+            title: rename.title.clone(),
+            source: RenameSource::User,
+            cause: Some(Offset::ZERO),
+        })),
+        Command::SessionDelete(_) => Some(Event::SessionDeleted(SessionDeleted {
+            cause: Offset::ZERO,
+        })),
+        _ => None,
+    }
+}
+
+/// The state rules of 4.2, against `ui_state` as of the session's newest entry.
+async fn check_state(app: &App, session_id: &SessionId, command: &Command) -> Result<(), Error> {
+    let needs_state = matches!(
+        command,
+        Command::Abort(_) | Command::Compact(_) | Command::InputRespond(_)
+    );
+    if !needs_state {
+        return Ok(());
+    }
+    let ui = app.session_ui(session_id).await.map_err(unavailable)?;
+    match command {
+        Command::Abort(_) if ui.open_run.is_none() => Err(Error::new(
+            ErrorCode::InvalidState,
+            "no run is open: there is nothing to abort",
+        )
+        .with_ref("idle")),
+        Command::Compact(_) if ui.open_run.is_some() => Err(Error::new(
+            ErrorCode::InvalidState,
+            "a run is open: compact once it ends, or abort it",
+        )
+        .with_ref("working")),
+        Command::InputRespond(respond) if !ui.open_inputs.contains(&respond.request_id) => {
+            Err(Error::new(
+                ErrorCode::InvalidState,
+                "that input request is not open (answered, cancelled, timed out, or unknown)",
+            )
+            .with_ref(respond.request_id.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn create_session(
+    app: &App,
+    user_id: &UserId,
+    frame: &CommandFrame,
+    create: &SessionCreate,
+) -> Result<Ack, Ack> {
+    if !HARNESSES.contains(&create.harness.as_str()) {
+        return Err(rejected(
+            frame,
+            Error::new(
+                ErrorCode::UnknownHarness,
+                format!(
+                    "no harness {:?}: this server offers {HARNESSES:?}",
+                    create.harness
+                ),
+            )
+            .with_ref(create.harness.clone()),
+        ));
+    }
+    resolve_workspace(&app.workspaces_root, &create.workspace)
+        .map_err(|error| rejected(frame, error))?;
+    let session_id = SessionId::new();
+    let created = Event::SessionCreated(SessionCreated {
+        harness: create.harness.clone(),
+        workspace: create.workspace.clone(),
+        model: create.model.clone(),
+        thinking_level: create.thinking_level,
+        title: create.title.clone(),
+        rerun_of: None,
+        cause: Offset::ZERO,
+    });
+    let batch = vec![
+        NewEntry::command(
+            user_id.clone(),
+            session_id,
+            app.producer.clone(),
+            frame.command_id,
+            frame.command.clone(),
+        ),
+        NewEntry::event(
+            user_id.clone(),
+            session_id,
+            app.producer.clone(),
+            SeqSpec::Next,
+            created,
+        )
+        .caused_by_command(),
+    ];
+    Ok(append(app, frame, session_id, batch).await)
+}
+
+/// The absolute workspace of `relative` under `root`: it must exist, be a directory, and stay
+/// under the root once symlinks are resolved.
+///
+/// # Errors
+/// `path_outside_root`, `not_found`, `not_a_directory` (the path as sent in `ref`).
+pub fn resolve_workspace(root: &Path, relative: &str) -> Result<PathBuf, Error> {
+    let error = |code: ErrorCode, message: &str| {
+        Error::new(code, format!("workspace {relative:?} {message}")).with_ref(relative.to_owned())
+    };
+    let joined = if is_root(relative) {
+        root.to_path_buf()
+    } else {
+        root.join(relative)
+    };
+    let resolved = match joined.canonicalize() {
+        Ok(path) => path,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(error(
+                ErrorCode::NotFound,
+                "does not exist under the workspaces root",
+            ));
+        }
+        Err(e) => return Err(error(ErrorCode::IoError, &format!("cannot be read: {e}"))),
+    };
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    if !resolved.starts_with(&root) {
+        return Err(error(
+            ErrorCode::PathOutsideRoot,
+            "leads outside the workspaces root through a symlink",
+        ));
+    }
+    if !resolved.is_dir() {
+        return Err(error(ErrorCode::NotADirectory, "is not a directory"));
+    }
+    Ok(resolved)
+}
+
+async fn append(
+    app: &App,
+    frame: &CommandFrame,
+    session_id: SessionId,
+    batch: Vec<NewEntry>,
+) -> Ack {
+    match app.log.append(batch).await {
+        Ok(receipts) => match receipts.first() {
+            Some(Receipt::Appended(offset)) => Ack {
+                command_id: frame.command_id,
+                status: AckStatus::Accepted,
+                offset: Some(*offset),
+                session_id: Some(session_id),
+                error: None,
+            },
+            Some(Receipt::Duplicate { offset, session_id }) => Ack {
+                command_id: frame.command_id,
+                status: AckStatus::Duplicate,
+                offset: Some(*offset),
+                session_id: Some(*session_id),
+                error: None,
+            },
+            other => {
+                tracing::error!(
+                    ?other,
+                    "a command append returned no receipt for the command"
+                );
+                rejected(
+                    frame,
+                    Error::new(ErrorCode::Internal, "the log gave no receipt"),
+                )
+            }
+        },
+        Err(AppendError::IdempotencyConflict { command_id, offset }) => rejected(
+            frame,
+            Error::new(
+                ErrorCode::IdempotencyConflict,
+                format!("command_id {command_id} was used at offset {offset} for another command"),
+            )
+            .with_ref(command_id.to_string()),
+        ),
+        Err(AppendError::TooLarge { max_bytes, .. }) => rejected(
+            frame,
+            Error::new(
+                ErrorCode::FrameTooLarge,
+                format!("the command is over max_entry_bytes ({max_bytes} bytes) once logged"),
+            )
+            .with_ref("max_entry_bytes"),
+        ),
+        Err(AppendError::Unavailable { reason }) => rejected(
+            frame,
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("the log cannot append now ({reason}); retry with the same command_id"),
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "a command append was refused");
+            rejected(
+                frame,
+                Error::new(ErrorCode::Internal, "the log refused the command"),
+            )
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! `GET /api/ws`: the multiplexed WebSocket (PROTOCOL.md 3 to 5 and 12). One reader loop per
+//! connection decodes frames and answers them in order; one writer task owns the socket and
+//! encodes what every part of the connection sends through one bounded queue, so a slow socket
+//! slows its subscriptions' log reads rather than growing memory (5.2). Each subscription is a
+//! task that replays from the log and then tails it ([`Subscription`]): every entry after the
+//! client's offset once, in order, with no gap between replay and live.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use octo_core::frame::{
+    AgentFrame, AgentServerFrame, ClientFrame, EntryFrame, Hello, Pong, ProtocolVersion, Replay,
+    ReplayResult, ServerFrame, SessionSummaryFrame, Sessions as SessionsFrame, Subscribe,
+    SubscribeLog, SubscribeSessions, Subscribed, SubscribedLog, SystemFrame, SystemServerFrame,
+    Unsubscribed, UnsubscribedLog, UnsubscribedSessions, UserInfo,
+};
+use octo_core::frame::{Channel, ErrorFrame};
+use octo_core::limits::{OUTBOUND_FRAME_BYTES_MAX, SESSIONS_CHUNK_ITEMS_MAX, SOCKET_STALL_MS};
+use octo_core::{
+    ConnectionId, Encoding, Error, ErrorCode, Offset, ReqId, SessionId, UserId,
+    validate_client_frame,
+};
+use octo_log::{LogFilter, ReadError, ReadQuery, Subscription, TypePattern};
+use octo_projections::sessions::Sessions;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::auth::{authenticate, unauthorized};
+use crate::server::SharedApp;
+use crate::users::User;
+
+/// Frames waiting for the socket. Small: subscriptions wait here, not in memory.
+pub const OUTBOUND_QUEUE_FRAMES: usize = 64;
+
+/// How often the server pings; a peer silent for [`PEER_TIMEOUT`] is dropped.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// See [`PING_EVERY`].
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Between two pushes of the sessions listing: at most one summary per session per 250 ms.
+const SUMMARY_PACE: Duration = Duration::from_millis(250);
+
+/// What the writer task does next.
+enum Outbound {
+    Frame(Box<ServerFrame>),
+    Close(u16, &'static str),
+}
+
+impl Outbound {
+    fn frame(frame: ServerFrame) -> Outbound {
+        Outbound::Frame(Box::new(frame))
+    }
+}
+
+/// Aborts the task when dropped: a replaced or ended subscription stops at once.
+struct TaskGuard(JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The subprotocol to answer with, or the 400 for offers we do not speak.
+fn choose_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, Box<Response>> {
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    match offered
+        .iter()
+        .find_map(|name| Encoding::from_subprotocol(name))
+    {
+        Some(encoding) => Ok(Some(encoding)),
+        None => Err(Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"code": "unsupported_protocol",
+                "supported": [Encoding::Json.subprotocol(), Encoding::Msgpack.subprotocol()]})),
+            )
+                .into_response(),
+        )),
+    }
+}
+
+/// `GET /api/ws`: authenticates before the upgrade (401 otherwise).
+pub async fn upgrade(
+    State(app): State<SharedApp>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(user) = authenticate(&app, &headers) else {
+        return unauthorized();
+    };
+    let offered = match choose_encoding(&headers) {
+        Ok(offered) => offered,
+        Err(response) => return *response,
+    };
+    let encoding = offered.unwrap_or(Encoding::Json);
+    let hard_cap = app.max_frame_bytes.saturating_mul(4);
+    let mut ws = ws.max_message_size(hard_cap).max_frame_size(hard_cap);
+    if let Some(encoding) = offered {
+        ws = ws.protocols([encoding.subprotocol()]);
+    }
+    ws.on_upgrade(move |socket| async move {
+        Connection::run(app, user, encoding, socket).await;
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn encode(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
+    match encoding {
+        Encoding::Json => octo_core::codec::to_json(frame)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .map(|text| Message::Text(text.into())),
+        Encoding::Msgpack => octo_core::codec::to_msgpack(frame)
+            .ok()
+            .map(|bytes| Message::Binary(bytes.into())),
+    }
+}
+
+/// Owns the socket's sending half: encodes, pings, and closes on a stall or a silent peer.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+    encoding: Encoding,
+    last_heard: Arc<AtomicU64>,
+    epoch: Instant,
+) {
+    let stall = Duration::from_millis(SOCKET_STALL_MS);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        let message = tokio::select! {
+            next = queue.recv() => match next {
+                None => close(1000, ""),
+                Some(Outbound::Close(code, reason)) => close(code, reason),
+                Some(Outbound::Frame(frame)) => match encode(encoding, &frame) {
+                    Some(message) => message,
+                    None => {
+                        tracing::error!(frame = frame.type_name(), "a server frame could not be encoded");
+                        continue;
+                    }
+                },
+            },
+            _ = ping.tick() => {
+                let silent = epoch.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+                if silent > PEER_TIMEOUT.as_millis() as u64 {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(1001, "peer_timeout"))).await;
+                    return;
+                }
+                Message::Ping(Vec::new().into())
+            }
+        };
+        let closing = matches!(message, Message::Close(_));
+        match tokio::time::timeout(stall, sink.send(message)).await {
+            Ok(Ok(())) if !closing => {}
+            Ok(_) => return,
+            Err(_) => {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(close(1008, "too_slow")),
+                )
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+struct Connection {
+    app: SharedApp,
+    user: User,
+    encoding: Encoding,
+    out: mpsc::Sender<Outbound>,
+    subscriptions: HashMap<SessionId, TaskGuard>,
+    sessions_listing: Option<TaskGuard>,
+    log_tails: HashMap<ReqId, TaskGuard>,
+}
+
+fn error_frame(channel: Channel, id: Option<ReqId>, error: Error) -> ServerFrame {
+    ServerFrame::error(
+        channel,
+        ErrorFrame {
+            id,
+            terminal_id: None,
+            error,
+        },
+    )
+}
+
+fn agent(frame: AgentServerFrame) -> ServerFrame {
+    ServerFrame::Agent(frame)
+}
+
+fn session_not_found(session_id: &SessionId) -> Error {
+    Error::new(
+        ErrorCode::SessionNotFound,
+        "no such session: unknown, deleted, or not yours",
+    )
+    .with_ref(session_id.to_string())
+}
+
+fn beyond_head(after: Offset, head: Offset) -> Error {
+    Error::new(
+        ErrorCode::InvalidOffset,
+        format!(
+            "after {after} is beyond the log head {head}: drop local state and subscribe from null"
+        ),
+    )
+    .with_ref("after")
+}
+
+fn unavailable(detail: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::Unavailable, format!("{detail}; retry"))
+}
+
+impl Connection {
+    async fn run(app: SharedApp, user: User, encoding: Encoding, socket: WebSocket) {
+        let connection_id = ConnectionId::new();
+        let (sink, mut stream) = socket.split();
+        let (out, queue) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
+        let epoch = Instant::now();
+        let last_heard = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(write_loop(
+            sink,
+            queue,
+            encoding,
+            Arc::clone(&last_heard),
+            epoch,
+        ));
+        let mut connection = Connection {
+            app,
+            user,
+            encoding,
+            out,
+            subscriptions: HashMap::new(),
+            sessions_listing: None,
+            log_tails: HashMap::new(),
+        };
+        tracing::debug!(%connection_id, user = %connection.user.name, "connected");
+        connection.send(connection.hello(connection_id)).await;
+        while let Some(message) = stream.next().await {
+            last_heard.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            match message {
+                Ok(Message::Text(text)) => {
+                    connection.on_frame(text.as_bytes(), Encoding::Json).await;
+                }
+                Ok(Message::Binary(bytes)) => {
+                    connection.on_frame(&bytes, Encoding::Msgpack).await;
+                }
+                Ok(Message::Close(_)) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Err(e) => {
+                    // Over the hard cap (4 x max_frame_bytes): say so, then close 1009.
+                    if is_capacity(&e) {
+                        let error = Error::new(
+                            ErrorCode::FrameTooLarge,
+                            format!(
+                                "a message over the hard cap of {} bytes closes the connection",
+                                connection.app.max_frame_bytes.saturating_mul(4)
+                            ),
+                        )
+                        .with_ref("max_frame_bytes");
+                        connection
+                            .send(error_frame(Channel::System, None, error))
+                            .await;
+                        let _ = connection
+                            .out
+                            .send(Outbound::Close(1009, "frame_too_large"))
+                            .await;
+                    }
+                    break;
+                }
+            }
+        }
+        // Stop every subscription before the writer, so nothing waits on a gone socket.
+        connection.subscriptions.clear();
+        connection.sessions_listing = None;
+        connection.log_tails.clear();
+        drop(connection);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        tracing::debug!(%connection_id, "disconnected");
+    }
+
+    fn hello(&self, connection_id: ConnectionId) -> ServerFrame {
+        ServerFrame::System(SystemServerFrame::Hello(Hello {
+            protocol: ProtocolVersion::CURRENT,
+            encoding: self.encoding,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            demo: self.app.demo,
+            workspaces_root: self.app.workspaces_root.display().to_string(),
+            connection_id,
+            user: UserInfo {
+                id: self.user.id.clone(),
+                name: self.user.name.clone(),
+            },
+            capabilities: Vec::new(),
+            harnesses: self.app.harnesses.clone(),
+            limits: self.app.limits,
+        }))
+    }
+
+    async fn send(&self, frame: ServerFrame) {
+        let _ = self.out.send(Outbound::frame(frame)).await;
+    }
+
+    fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+            + usize::from(self.sessions_listing.is_some())
+            + self.log_tails.len()
+    }
+
+    /// `limit_exceeded` unless one more subscription fits (a replacement always fits).
+    fn room_for_one_more(&self) -> Result<(), Error> {
+        if self.subscription_count() >= self.app.limits.max_subscriptions as usize {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this connection has {} subscriptions, the most allowed; unsubscribe first",
+                    self.subscription_count()
+                ),
+            )
+            .with_ref("max_subscriptions"));
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8], arrived_as: Encoding) {
+        if arrived_as != self.encoding {
+            let error = Error::new(
+                ErrorCode::MalformedFrame,
+                format!(
+                    "this connection speaks {}: send {} frames",
+                    self.encoding.subprotocol(),
+                    if self.encoding == Encoding::Json {
+                        "text"
+                    } else {
+                        "binary"
+                    }
+                ),
+            );
+            self.send(error_frame(Channel::System, None, error)).await;
+            return;
+        }
+        let frame = match octo_core::frame::decode_client_frame_with_limit(
+            self.encoding,
+            bytes,
+            self.app.max_frame_bytes,
+        ) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.send(e.reply_frame()).await;
+                return;
+            }
+        };
+        if let Err(e) = validate_client_frame(&frame, &self.app.field_limits) {
+            self.send(frame.reply_to().error_frame(e.to_error())).await;
+            return;
+        }
+        self.dispatch(frame).await;
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame) {
+        let reply_to = frame.reply_to();
+        let outcome = match frame {
+            ClientFrame::Agent(AgentFrame::Command(command)) => {
+                let ack = crate::commands::execute(&self.app, &self.user.id, command).await;
+                self.send(agent(AgentServerFrame::Ack(ack))).await;
+                Ok(())
+            }
+            ClientFrame::Agent(AgentFrame::Subscribe(subscribe)) => self.subscribe(subscribe).await,
+            ClientFrame::Agent(AgentFrame::Unsubscribe(unsubscribe)) => {
+                self.subscriptions.remove(&unsubscribe.session_id);
+                self.send(agent(AgentServerFrame::Unsubscribed(Unsubscribed {
+                    id: unsubscribe.id,
+                    session_id: unsubscribe.session_id,
+                })))
+                .await;
+                Ok(())
+            }
+            ClientFrame::Agent(AgentFrame::SubscribeSessions(subscribe)) => {
+                self.subscribe_sessions(subscribe)
+            }
+            ClientFrame::Agent(AgentFrame::UnsubscribeSessions(unsubscribe)) => {
+                self.sessions_listing = None;
+                self.send(agent(AgentServerFrame::UnsubscribedSessions(
+                    UnsubscribedSessions { id: unsubscribe.id },
+                )))
+                .await;
+                Ok(())
+            }
+            ClientFrame::Agent(AgentFrame::Replay(replay)) => self.replay(replay).await,
+            ClientFrame::Agent(AgentFrame::SubscribeLog(subscribe)) => {
+                self.subscribe_log(subscribe)
+            }
+            ClientFrame::Agent(AgentFrame::UnsubscribeLog(unsubscribe)) => {
+                self.log_tails.remove(&unsubscribe.id);
+                self.send(agent(AgentServerFrame::UnsubscribedLog(UnsubscribedLog {
+                    id: unsubscribe.id,
+                })))
+                .await;
+                Ok(())
+            }
+            ClientFrame::Agent(AgentFrame::Snapshot(_)) => Err(Error::new(
+                ErrorCode::Unsupported,
+                "snapshot is not served yet: subscribe from null",
+            )
+            .with_ref("snapshot")),
+            ClientFrame::Files(_) => Err(Error::new(
+                ErrorCode::Unsupported,
+                "the files channel is not offered (see hello.capabilities)",
+            )
+            .with_ref("files")),
+            ClientFrame::Terminal(_) => Err(Error::new(
+                ErrorCode::Unsupported,
+                "the terminal channel is not offered (see hello.capabilities)",
+            )
+            .with_ref("terminal")),
+            ClientFrame::System(SystemFrame::Ping(ping)) => {
+                self.send(ServerFrame::System(SystemServerFrame::Pong(Pong {
+                    id: ping.id,
+                    ts_ms: now_ms(),
+                })))
+                .await;
+                Ok(())
+            }
+        };
+        if let Err(error) = outcome {
+            self.send(reply_to.error_frame(error)).await;
+        }
+    }
+
+    async fn check_owned(&self, session_id: &SessionId) -> Result<(), Error> {
+        match self.app.owned_session(&self.user.id, session_id).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(session_not_found(session_id)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn check_after(&self, after: Offset) -> Result<(), Error> {
+        let head = self.app.log.head();
+        if after > head {
+            return Err(beyond_head(after, head));
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, subscribe: Subscribe) -> Result<(), Error> {
+        let Subscribe {
+            id,
+            session_id,
+            after,
+        } = subscribe;
+        let after = after.unwrap_or(Offset::ZERO);
+        self.check_owned(&session_id).await?;
+        self.check_after(after)?;
+        if !self.subscriptions.contains_key(&session_id) {
+            self.room_for_one_more()?;
+        }
+        // Replacing: the old task stops before the new `subscribed` is queued, so no old entry
+        // follows it.
+        self.subscriptions.remove(&session_id);
+        let subscription = Subscription::new(
+            Arc::clone(&self.app.log),
+            LogFilter::session(session_id),
+            after,
+            self.app.queue_bound,
+        )
+        .map_err(|e| match e {
+            ReadError::BeyondHead { after, head } => beyond_head(after, head),
+            other => unavailable(other),
+        })?;
+        let task = tokio::spawn(stream_session(
+            Arc::clone(&self.app),
+            self.out.clone(),
+            id,
+            session_id,
+            subscription,
+        ));
+        self.subscriptions.insert(session_id, TaskGuard(task));
+        Ok(())
+    }
+
+    fn subscribe_sessions(&mut self, subscribe: SubscribeSessions) -> Result<(), Error> {
+        if self.sessions_listing.is_none() {
+            self.room_for_one_more()?;
+        }
+        let after = subscribe.after.unwrap_or(Offset::ZERO);
+        self.check_after(after)?;
+        self.sessions_listing = None;
+        let task = tokio::spawn(stream_listing(
+            Arc::clone(&self.app),
+            self.out.clone(),
+            subscribe.id,
+            self.user.id.clone(),
+            after,
+        ));
+        self.sessions_listing = Some(TaskGuard(task));
+        Ok(())
+    }
+
+    fn subscribe_log(&mut self, subscribe: SubscribeLog) -> Result<(), Error> {
+        if subscribe.all_users {
+            return Err(Error::new(
+                ErrorCode::Unsupported,
+                "all_users is for admins; this server has no admin role yet",
+            )
+            .with_ref("all_users"));
+        }
+        if !self.log_tails.contains_key(&subscribe.id) {
+            self.room_for_one_more()?;
+        }
+        let after = subscribe.after.unwrap_or(Offset::ZERO);
+        self.check_after(after)?;
+        let kind = match subscribe.kinds.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        };
+        let filter = LogFilter {
+            session_id: None,
+            user_id: Some(self.user.id.clone()),
+            kind,
+            types: subscribe
+                .types
+                .iter()
+                .map(|t| TypePattern::parse(t))
+                .collect(),
+        };
+        self.log_tails.remove(&subscribe.id);
+        let subscription = Subscription::new(
+            Arc::clone(&self.app.log),
+            filter,
+            after,
+            self.app.queue_bound,
+        )
+        .map_err(|e| match e {
+            ReadError::BeyondHead { after, head } => beyond_head(after, head),
+            other => unavailable(other),
+        })?;
+        let task = tokio::spawn(stream_log(
+            Arc::clone(&self.app),
+            self.out.clone(),
+            subscribe.id.clone(),
+            subscription,
+        ));
+        self.log_tails.insert(subscribe.id, TaskGuard(task));
+        Ok(())
+    }
+
+    async fn replay(&self, replay: Replay) -> Result<(), Error> {
+        let Replay {
+            id,
+            session_id,
+            after,
+            until,
+            limit,
+        } = replay;
+        self.check_owned(&session_id).await?;
+        let after = after.unwrap_or(Offset::ZERO);
+        self.check_after(after)?;
+        let limit = limit.unwrap_or(octo_core::limits::REPLAY_LIMIT_DEFAULT) as usize;
+        let batch = self
+            .app
+            .log
+            .read(ReadQuery {
+                filter: LogFilter::session(session_id),
+                after,
+                until,
+                limit,
+            })
+            .await
+            .map_err(unavailable)?;
+        // Stop before the frame would pass the outbound limit, with at least one entry.
+        let mut entries = Vec::with_capacity(batch.entries.len());
+        let mut bytes = 0usize;
+        for entry in &batch.entries {
+            let size = octo_core::codec::to_msgpack(&**entry).map_or(0, |b| b.len()) * 2;
+            if !entries.is_empty() && bytes + size > OUTBOUND_FRAME_BYTES_MAX {
+                break;
+            }
+            bytes += size;
+            entries.push((**entry).clone());
+        }
+        let all_returned = entries.len() == batch.entries.len();
+        let next_after = if all_returned && batch.reached_end {
+            None
+        } else {
+            entries
+                .last()
+                .map(|entry| entry.offset)
+                .or(Some(batch.scanned_through))
+        };
+        self.send(agent(AgentServerFrame::ReplayResult(ReplayResult {
+            id,
+            session_id,
+            entries,
+            next_after,
+        })))
+        .await;
+        Ok(())
+    }
+}
+
+fn is_capacity(error: &axum::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Space limit exceeded") || text.contains("capacity") || text.contains("too long")
+}
+
+/// One session's subscription: `subscribed`, then every entry after `after`, replayed then live.
+async fn stream_session(
+    app: SharedApp,
+    out: mpsc::Sender<Outbound>,
+    id: ReqId,
+    session_id: SessionId,
+    mut subscription: Subscription,
+) {
+    let head = match app.log.session_head(session_id).await {
+        Ok(head) => head,
+        Err(e) => {
+            let _ = out
+                .send(Outbound::frame(error_frame(
+                    Channel::Agent,
+                    Some(id),
+                    unavailable(e),
+                )))
+                .await;
+            return;
+        }
+    };
+    let subscribed = agent(AgentServerFrame::Subscribed(Subscribed {
+        id: id.clone(),
+        session_id,
+        head,
+    }));
+    if out.send(Outbound::frame(subscribed)).await.is_err() {
+        return;
+    }
+    loop {
+        let entry = match subscription.next().await {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = out
+                    .send(Outbound::frame(error_frame(
+                        Channel::Agent,
+                        Some(id),
+                        unavailable(e),
+                    )))
+                    .await;
+                return;
+            }
+        };
+        let frame = agent(AgentServerFrame::Entry(EntryFrame {
+            session_id,
+            entry: (*entry).clone(),
+        }));
+        if out.send(Outbound::frame(frame)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The user's whole log (5.6).
+async fn stream_log(
+    app: SharedApp,
+    out: mpsc::Sender<Outbound>,
+    id: ReqId,
+    mut subscription: Subscription,
+) {
+    let subscribed = agent(AgentServerFrame::SubscribedLog(SubscribedLog {
+        id: id.clone(),
+        head: Some(app.log.head()),
+    }));
+    if out.send(Outbound::frame(subscribed)).await.is_err() {
+        return;
+    }
+    loop {
+        let entry = match subscription.next().await {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = out
+                    .send(Outbound::frame(error_frame(
+                        Channel::Agent,
+                        Some(id),
+                        unavailable(e),
+                    )))
+                    .await;
+                return;
+            }
+        };
+        let frame = agent(AgentServerFrame::Entry(EntryFrame {
+            session_id: entry.session_id,
+            entry: (*entry).clone(),
+        }));
+        if out.send(Outbound::frame(frame)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The sessions listing (5.3): the summaries changed after `after` in chunks, then each later
+/// change, re-queried from the projection at most every 250 ms (the newest summary wins).
+async fn stream_listing(
+    app: SharedApp,
+    out: mpsc::Sender<Outbound>,
+    id: ReqId,
+    user_id: UserId,
+    after: Offset,
+) {
+    let fail = |error: Error| {
+        let out = out.clone();
+        let id = id.clone();
+        async move {
+            let _ = out
+                .send(Outbound::frame(error_frame(
+                    Channel::Agent,
+                    Some(id),
+                    error,
+                )))
+                .await;
+        }
+    };
+    let head = app.log.head();
+    if let Err(e) = app
+        .sessions
+        .wait_for(head, crate::app::READ_YOUR_WRITES)
+        .await
+    {
+        return fail(unavailable(e)).await;
+    }
+    let items = match Sessions::changed_since(app.sessions.keyspace(), &user_id, after, usize::MAX)
+    {
+        Ok(items) => items,
+        Err(e) => return fail(unavailable(e)).await,
+    };
+    let mut cursor = items
+        .iter()
+        .map(|summary| summary.updated_offset)
+        .fold(after, Offset::max);
+    let chunks: Vec<&[octo_core::frame::SessionSummary]> = if items.is_empty() {
+        vec![&[]]
+    } else {
+        items.chunks(SESSIONS_CHUNK_ITEMS_MAX).collect()
+    };
+    let last = chunks.len() - 1;
+    for (index, chunk) in chunks.into_iter().enumerate() {
+        let frame = agent(AgentServerFrame::Sessions(SessionsFrame {
+            id: id.clone(),
+            head,
+            items: chunk.to_vec(),
+            done: index == last,
+        }));
+        if out.send(Outbound::frame(frame)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let applied = app.sessions.applied();
+        if app
+            .sessions
+            .wait_for(applied.successor(), Duration::from_secs(3600))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        tokio::time::sleep(SUMMARY_PACE).await;
+        loop {
+            let changed = match Sessions::changed_since(
+                app.sessions.keyspace(),
+                &user_id,
+                cursor,
+                SESSIONS_CHUNK_ITEMS_MAX,
+            ) {
+                Ok(changed) => changed,
+                Err(e) => return fail(unavailable(e)).await,
+            };
+            let full = changed.len() == SESSIONS_CHUNK_ITEMS_MAX;
+            for summary in changed {
+                cursor = cursor.max(summary.updated_offset);
+                let frame = agent(AgentServerFrame::SessionSummary(SessionSummaryFrame {
+                    summary,
+                }));
+                if out.send(Outbound::frame(frame)).await.is_err() {
+                    return;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}

@@ -103,10 +103,14 @@ fn choose_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, Box<Response
 pub async fn upgrade(
     State(app): State<SharedApp>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Some(user) = authenticate(&app, &headers) else {
         return unauthorized();
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
     };
     let offered = match choose_encoding(&headers) {
         Ok(offered) => offered,

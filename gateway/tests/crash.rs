@@ -19,7 +19,13 @@ fn spawn_octo(dir: &Path, config: &octo_gateway::ServeConfig) -> (Child, String,
     let child = Command::new(env!("CARGO_BIN_EXE_octo"))
         .arg("--data-dir")
         .arg(&config.data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--model", "fake/fake-model"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "fake/fake-model",
+        ])
         .arg("--workspaces")
         .arg(config.workspaces.as_ref().expect("workspaces"))
         .arg("--pi")
@@ -56,13 +62,21 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
         {"text": "Fine again.", "match": "after"}
     ]))
     .expect("turns");
-    let model = octo_tools::model::serve("127.0.0.1:0".parse().expect("addr"), turns, Default::default())
-        .await
-        .expect("model");
+    let model = octo_tools::model::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        turns,
+        Default::default(),
+    )
+    .await
+    .expect("model");
     let config = config_in(dir.path(), model.addr().port());
 
     let (mut octo, url, token) = spawn_octo(dir.path(), &config);
-    let mut agent = Agent::new(Client::connect(&url, &token, Encoding::Json).await.expect("connects"));
+    let mut agent = Agent::new(
+        Client::connect(&url, &token, Encoding::Json)
+            .await
+            .expect("connects"),
+    );
     let (session_id, _) = agent.create_session().await;
     agent.subscribe(session_id, None).await;
     let prompt = agent.prompt(session_id, "interrupted").await;
@@ -83,7 +97,11 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
     drop(agent);
 
     let (mut octo, url, token) = spawn_octo(dir.path(), &config);
-    let mut agent = Agent::new(Client::connect(&url, &token, Encoding::Json).await.expect("reconnects"));
+    let mut agent = Agent::new(
+        Client::connect(&url, &token, Encoding::Json)
+            .await
+            .expect("reconnects"),
+    );
     agent.subscribe(session_id, None).await;
     // Everything seen before the kill is still there, in order, with the same offsets.
     agent
@@ -94,7 +112,10 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
         &seen_before[..],
         "nothing acked or shown was lost or changed"
     );
-    assert!(agent.entries.iter().any(|e| e.offset == follow_up), "the acked follow-up survived");
+    assert!(
+        agent.entries.iter().any(|e| e.offset == follow_up),
+        "the acked follow-up survived"
+    );
     // The interrupted run and the unsettled follow-up are failed as runner_lost.
     let settled = agent
         .until(|_, entries| {
@@ -103,7 +124,9 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
                 _ => None,
             })?;
             let command_failed = entries.iter().find_map(|e| match event(e) {
-                Some(Event::CommandFailed(failed)) if failed.cause == follow_up => Some(failed.clone()),
+                Some(Event::CommandFailed(failed)) if failed.cause == follow_up => {
+                    Some(failed.clone())
+                }
                 _ => None,
             })?;
             Some((run_failed, command_failed))
@@ -116,12 +139,17 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
     assert!(names.contains(&"harness.exited"), "{names:?}");
     // Nothing was run again.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(model.requests().len(), requests_before, "no model request after the restart");
+    assert_eq!(
+        model.requests().len(),
+        requests_before,
+        "no model request after the restart"
+    );
     // The next prompt works, on the session's resumed pi.
     let prompt = agent.prompt(session_id, "after the restart").await;
     let run = agent.until_run_ends(prompt).await;
     assert!(
-        run.iter().any(|e| matches!(event(e), Some(Event::AgentIdle(_)))),
+        run.iter()
+            .any(|e| matches!(event(e), Some(Event::AgentIdle(_)))),
         "{:?}",
         types(&run)
     );
@@ -135,12 +163,22 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
 
     // A third start, with no client: the session is idle, and the log is intact.
     let (mut octo, url, token) = spawn_octo(dir.path(), &config);
-    let mut agent = Agent::new(Client::connect(&url, &token, Encoding::Json).await.expect("reconnects"));
+    let mut agent = Agent::new(
+        Client::connect(&url, &token, Encoding::Json)
+            .await
+            .expect("reconnects"),
+    );
     agent.subscribe(session_id, None).await;
     let ack = agent
-        .command(json!({"ch": "agent", "type": "abort", "command_id": cid(), "session_id": session_id}))
+        .command(
+            json!({"ch": "agent", "type": "abort", "command_id": cid(), "session_id": session_id}),
+        )
         .await;
-    assert_eq!(ack.status, AckStatus::Rejected, "no run is open after restarts: {ack:?}");
+    assert_eq!(
+        ack.status,
+        AckStatus::Rejected,
+        "no run is open after restarts: {ack:?}"
+    );
     octo.kill().expect("kill");
     octo.wait().expect("reaped");
     let _ = RunState::Idle;

@@ -11,8 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers text, body).
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -21,13 +28,20 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) 
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("reads");
     let (head, body) = response.split_once("\r\n\r\n").expect("a response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
     (status, head.to_owned(), body.to_owned())
 }
 
 fn cookie_of(head: &str) -> Option<String> {
     head.lines()
-        .find_map(|line| line.strip_prefix("set-cookie: ").or_else(|| line.strip_prefix("Set-Cookie: ")))
+        .find_map(|line| {
+            line.strip_prefix("set-cookie: ")
+                .or_else(|| line.strip_prefix("Set-Cookie: "))
+        })
         .map(str::to_owned)
 }
 
@@ -35,11 +49,16 @@ async fn ws_with_cookie(octo: &Octo, cookie: &str, origin: &str) -> Result<(), S
     let mut request = octo_tools::client::ws_url(&octo.url())
         .into_client_request()
         .expect("request");
-    request.headers_mut().insert("Cookie", cookie.parse().expect("header"));
-    request.headers_mut().insert("Origin", origin.parse().expect("header"));
     request
         .headers_mut()
-        .insert("Sec-WebSocket-Protocol", Encoding::Json.subprotocol().parse().expect("header"));
+        .insert("Cookie", cookie.parse().expect("header"));
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().expect("header"));
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        Encoding::Json.subprotocol().parse().expect("header"),
+    );
     tokio_tungstenite::connect_async(request)
         .await
         .map(|_| ())
@@ -79,16 +98,25 @@ async fn login_sets_a_cookie_that_opens_the_socket_from_the_same_origin() {
         let body: Value = serde_json::from_str(&body_text).expect("json");
         assert_eq!(body["user"]["name"], octo.server().user().name.as_str());
         let set_cookie = cookie_of(&head).expect("a cookie");
-        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+            "{set_cookie}"
+        );
         let cookie = set_cookie.split(';').next().expect("name=value").to_owned();
         ws_with_cookie(&octo, &cookie, &format!("http://{addr}"))
             .await
             .expect("the cookie opens the socket from the same origin");
         let cross = ws_with_cookie(&octo, &cookie, "http://evil.example").await;
-        assert!(cross.is_err_and(|e| e.contains("401")), "another origin is refused");
+        assert!(
+            cross.is_err_and(|e| e.contains("401")),
+            "another origin is refused"
+        );
         let forged = format!("{}0", cookie);
         let refused = ws_with_cookie(&octo, &forged, &format!("http://{addr}")).await;
-        assert!(refused.is_err_and(|e| e.contains("401")), "a forged cookie is refused");
+        assert!(
+            refused.is_err_and(|e| e.contains("401")),
+            "a forged cookie is refused"
+        );
     }
     let (status, head, _) = http(addr, "POST", "/api/logout", "").await;
     assert_eq!(status, 200);

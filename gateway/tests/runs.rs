@@ -31,12 +31,12 @@ async fn abort_set_model_and_compact() {
     // abort mid-stream.
     let prompt = agent.prompt(session_id, "think forever").await;
     agent
-        .until(|_, entries| {
-            has(entries, |e| matches!(e, Event::StreamTextDelta(_))).then_some(())
-        })
+        .until(|_, entries| has(entries, |e| matches!(e, Event::StreamTextDelta(_))).then_some(()))
         .await;
     let abort = agent
-        .command(json!({"ch": "agent", "type": "abort", "command_id": cid(), "session_id": session_id}))
+        .command(
+            json!({"ch": "agent", "type": "abort", "command_id": cid(), "session_id": session_id}),
+        )
         .await;
     assert_eq!(abort.status, AckStatus::Accepted, "{abort:?}");
     let abort_at = abort.offset.expect("offset");
@@ -44,7 +44,11 @@ async fn abort_set_model_and_compact() {
     match event(run.last().expect("entries")) {
         Some(Event::AgentIdle(idle)) => {
             assert_eq!(idle.outcome, IdleOutcome::Aborted);
-            assert_eq!(idle.cause, Some(abort_at), "the abort settles with the run's end");
+            assert_eq!(
+                idle.cause,
+                Some(abort_at),
+                "the abort settles with the run's end"
+            );
         }
         other => panic!("agent.idle{{aborted}} expected: {other:?}"),
     }
@@ -59,22 +63,35 @@ async fn abort_set_model_and_compact() {
     let changed = agent
         .until(|_, entries| {
             entries.iter().find_map(|e| match event(e) {
-                Some(Event::ModelChanged(changed)) if changed.cause == Some(set_at) => Some(changed.clone()),
+                Some(Event::ModelChanged(changed)) if changed.cause == Some(set_at) => {
+                    Some(changed.clone())
+                }
                 _ => None,
             })
         })
         .await;
-    assert_eq!((changed.provider.as_str(), changed.model_id.as_str()), ("fake", "fake-model-2"));
+    assert_eq!(
+        (changed.provider.as_str(), changed.model_id.as_str()),
+        ("fake", "fake-model-2")
+    );
     let prompt = agent.prompt(session_id, "switched?").await;
     let run = agent.until_run_ends(prompt).await;
-    assert!(has(&run, |e| matches!(e, Event::AgentIdle(idle) if idle.outcome == IdleOutcome::Completed)));
+    assert!(has(
+        &run,
+        |e| matches!(e, Event::AgentIdle(idle) if idle.outcome == IdleOutcome::Completed)
+    ));
     let last = octo.model.requests().last().cloned().expect("a request");
-    assert_eq!(last.body["model"], "fake-model-2", "the next request used the new model");
+    assert_eq!(
+        last.body["model"], "fake-model-2",
+        "the next request used the new model"
+    );
 
     // compact: its own run around compact.start and compact.end.
     let compact = agent
-        .command(json!({"ch": "agent", "type": "compact", "command_id": cid(), "session_id": session_id,
-            "instructions": "summarise briefly"}))
+        .command(
+            json!({"ch": "agent", "type": "compact", "command_id": cid(), "session_id": session_id,
+            "instructions": "summarise briefly"}),
+        )
         .await;
     assert_eq!(compact.status, AckStatus::Accepted, "{compact:?}");
     let compact_at = compact.offset.expect("offset");
@@ -92,7 +109,13 @@ async fn abort_set_model_and_compact() {
         .unwrap_or_else(|| panic!("compact.end: {names:?}"));
     assert!(end.ok, "{end:?}");
     assert_eq!(end.cause, Some(compact_at));
-    assert!(matches!(event(run.last().expect("entries")), Some(Event::AgentIdle(_))), "{names:?}");
+    assert!(
+        matches!(
+            event(run.last().expect("entries")),
+            Some(Event::AgentIdle(_))
+        ),
+        "{names:?}"
+    );
 
     // compact while a run is open is refused, and changes nothing.
     let prompt = agent.prompt(session_id, "think forever again").await;
@@ -130,7 +153,9 @@ async fn a_killed_pi_fails_its_run_and_the_next_prompt_restarts_it() {
     let prompt = agent.prompt(session_id, "first").await;
     let pid = agent
         .until(|_, entries| {
-            let streaming = entries.iter().any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))));
+            let streaming = entries
+                .iter()
+                .any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))));
             let pid = entries.iter().find_map(|e| match event(e) {
                 Some(Event::HarnessStarted(started)) => Some(started.pid),
                 _ => None,
@@ -155,13 +180,24 @@ async fn a_killed_pi_fails_its_run_and_the_next_prompt_restarts_it() {
     let prompt = agent.prompt(session_id, "second").await;
     let run = agent.until_run_ends(prompt).await;
     assert!(
-        has(&run, |e| matches!(e, Event::HarnessStarted(started) if started.resumed)),
+        has(
+            &run,
+            |e| matches!(e, Event::HarnessStarted(started) if started.resumed)
+        ),
         "pi restarted on its session file: {:?}",
         types(&run)
     );
-    assert!(has(&run, |e| matches!(e, Event::AgentIdle(idle) if idle.outcome == IdleOutcome::Completed)));
+    assert!(has(
+        &run,
+        |e| matches!(e, Event::AgentIdle(idle) if idle.outcome == IdleOutcome::Completed)
+    ));
     // The ui_state projection says idle, not working.
-    let ui = octo.server().app().session_ui(&session_id).await.expect("reads");
+    let ui = octo
+        .server()
+        .app()
+        .session_ui(&session_id)
+        .await
+        .expect("reads");
     assert_eq!(ui.run_state, octo_core::frame::RunState::Idle);
 }
 
@@ -189,7 +225,12 @@ async fn a_run_without_progress_times_out() {
             has(entries, |e| matches!(e, Event::HarnessExited(exited) if exited.reason == HarnessExitReason::Killed)).then_some(())
         })
         .await;
-    let ui = octo.server().app().session_ui(&session_id).await.expect("reads");
+    let ui = octo
+        .server()
+        .app()
+        .session_ui(&session_id)
+        .await
+        .expect("reads");
     assert_eq!(ui.run_state, octo_core::frame::RunState::Error);
 }
 

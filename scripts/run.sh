@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Sets up and starts Octo on the embedded default. Today that is the event log and its tools; the
-# server (`octo serve`) arrives with the end-to-end session issue, and this script will start it.
+# Sets up and starts Octo on the embedded default: the fjall log and projections in
+# $XDG_DATA_HOME/octo, one user, the local runner, and, unless an LLM provider is configured for pi
+# (an *_API_KEY variable or ~/.pi/agent/models.json), the demo mode on Octo's scripted model.
+# Prints the URL and the first user's token. Extra arguments go to `octo serve`
+# (e.g. --listen 0.0.0.0:8477, --workspaces ~/code, --model anthropic/claude-sonnet-4-5).
 #
-# Needs: the Rust toolchain.
+# Needs: the Rust toolchain, Node 20 with npm, and apt (as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup.sh
 
-echo "== building Octo (release)"
-cargo build --release --locked --workspace
+step "building Octo (release)"
+cargo build --release --locked -p octo-gateway -p octo-tools --bin octo --bin octoctl
 
-data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/octo"
-mkdir -p "$data_dir"
-echo
-echo "== what runs today: the event log, measured on this machine's disk"
-./target/release/octo-bench log --seconds 2 --dir "$data_dir"
+step "starting Octo (Ctrl-C stops it)"
+exec ./target/release/octo serve --pi "$PWD/harnesses/pi/node_modules/.bin/pi" "$@"

@@ -6,7 +6,6 @@
 # with sudo) for the system packages the tests run for real. Installs what else it needs itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
 step() { printf '\n== %s\n' "$*"; }
 
 step "toolchain"
@@ -17,26 +16,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 cargo nextest --version | head -n 1
 
-step "system packages"
-# Real parts: the sandbox tests run Debian's bubblewrap.
-missing=()
-command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
-if [ "${#missing[@]}" -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-bwrap --version
-
-step "harnesses (project-local, pinned)"
-# The real pi, from the npm registry at the version the lock file pins; never installed globally.
-node --version
-if [ ! -x harnesses/pi/node_modules/.bin/pi ] || [ harnesses/pi/package-lock.json -nt harnesses/pi/node_modules/.package-lock.json ]; then
-  npm ci --prefix harnesses/pi --no-audit --no-fund --loglevel=error
-fi
-harnesses/pi/node_modules/.bin/pi --version
+source scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check

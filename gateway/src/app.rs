@@ -36,6 +36,8 @@ pub struct App {
     pub queue_bound: QueueBound,
     /// Key of the session cookie's MAC.
     pub cookie_key: [u8; 32],
+    /// Encoded `entry` frames shared by subscribers.
+    pub frames: crate::frames::FrameCache,
     /// Commands to one session are checked and appended one at a time (PROTOCOL.md 4.1).
     session_locks: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -82,6 +84,7 @@ impl App {
             max_frame_bytes,
             queue_bound,
             cookie_key,
+            frames: crate::frames::FrameCache::default(),
             session_locks: Mutex::new(HashMap::new()),
         }
     }

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod dispatcher;
+pub mod frames;
 pub mod server;
 pub mod users;
 pub mod ws;

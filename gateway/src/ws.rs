@@ -52,6 +52,8 @@ const SUMMARY_PACE: Duration = Duration::from_millis(250);
 /// What the writer task does next.
 enum Outbound {
     Frame(Box<ServerFrame>),
+    /// An already encoded frame (shared `entry` frames).
+    Encoded(Message),
     Close(u16, &'static str),
 }
 
@@ -133,19 +135,33 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn encode(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
-    match encoding {
-        Encoding::Json => octo_core::codec::to_json(frame)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(|text| Message::Text(text.into())),
-        Encoding::Msgpack => octo_core::codec::to_msgpack(frame)
-            .ok()
-            .map(|bytes| Message::Binary(bytes.into())),
+/// A queued item as a WebSocket message (`None`: it could not be encoded, a bug, logged).
+fn to_message(outbound: Outbound, encoding: Encoding) -> Option<Message> {
+    match outbound {
+        Outbound::Close(code, reason) => Some(close_message(code, reason)),
+        Outbound::Encoded(message) => Some(message),
+        Outbound::Frame(frame) => {
+            let message = crate::frames::encode(encoding, &frame);
+            if message.is_none() {
+                tracing::error!(frame = frame.type_name(), "a server frame could not be encoded");
+            }
+            message
+        }
     }
 }
 
-/// Owns the socket's sending half: encodes, pings, and closes on a stall or a silent peer.
+fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Messages written before one flush: a burst goes out in few syscalls.
+const WRITE_BATCH_MESSAGES: usize = 64;
+
+/// Owns the socket's sending half: encodes, batches writes, pings, and closes on a stall or a
+/// silent peer.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outbound>,
@@ -156,42 +172,45 @@ async fn write_loop(
     let stall = Duration::from_millis(SOCKET_STALL_MS);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    let close = |code: u16, reason: &'static str| {
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))
-    };
+    let mut batch: Vec<Message> = Vec::with_capacity(WRITE_BATCH_MESSAGES);
     loop {
-        let message = tokio::select! {
+        tokio::select! {
             next = queue.recv() => match next {
-                None => close(1000, ""),
-                Some(Outbound::Close(code, reason)) => close(code, reason),
-                Some(Outbound::Frame(frame)) => match encode(encoding, &frame) {
-                    Some(message) => message,
-                    None => {
-                        tracing::error!(frame = frame.type_name(), "a server frame could not be encoded");
-                        continue;
+                None => batch.push(close_message(1000, "")),
+                Some(outbound) => {
+                    batch.extend(to_message(outbound, encoding));
+                    while batch.len() < WRITE_BATCH_MESSAGES {
+                        match queue.try_recv() {
+                            Ok(outbound) => batch.extend(to_message(outbound, encoding)),
+                            Err(_) => break,
+                        }
                     }
-                },
+                }
             },
             _ = ping.tick() => {
-                let silent = epoch.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+                let silent = (epoch.elapsed().as_millis() as u64)
+                    .saturating_sub(last_heard.load(Ordering::Relaxed));
                 if silent > PEER_TIMEOUT.as_millis() as u64 {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(1001, "peer_timeout"))).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_message(1001, "peer_timeout"))).await;
                     return;
                 }
-                Message::Ping(Vec::new().into())
+                batch.push(Message::Ping(Vec::new().into()));
             }
+        }
+        let closing = batch.iter().any(|message| matches!(message, Message::Close(_)));
+        let written = async {
+            for message in batch.drain(..) {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
         };
-        let closing = matches!(message, Message::Close(_));
-        match tokio::time::timeout(stall, sink.send(message)).await {
+        match tokio::time::timeout(stall, written).await {
             Ok(Ok(())) if !closing => {}
             Ok(_) => return,
             Err(_) => {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
-                    sink.send(close(1008, "too_slow")),
+                    sink.send(close_message(1008, "too_slow")),
                 )
                 .await;
                 return;
@@ -507,6 +526,7 @@ impl Connection {
         let task = tokio::spawn(stream_session(
             Arc::clone(&self.app),
             self.out.clone(),
+            self.encoding,
             id,
             session_id,
             subscription,
@@ -644,6 +664,7 @@ fn is_capacity(error: &axum::Error) -> bool {
 async fn stream_session(
     app: SharedApp,
     out: mpsc::Sender<Outbound>,
+    encoding: Encoding,
     id: ReqId,
     session_id: SessionId,
     mut subscription: Subscription,
@@ -683,11 +704,11 @@ async fn stream_session(
                 return;
             }
         };
-        let frame = agent(AgentServerFrame::Entry(EntryFrame {
-            session_id,
-            entry: (*entry).clone(),
-        }));
-        if out.send(Outbound::frame(frame)).await.is_err() {
+        let Some(message) = app.frames.entry(session_id, &entry, encoding) else {
+            tracing::error!(offset = %entry.offset, "an entry frame could not be encoded");
+            continue;
+        };
+        if out.send(Outbound::Encoded(message)).await.is_err() {
             return;
         }
     }

@@ -167,6 +167,11 @@ impl Client {
             .map_err(|_| ClientError::Timeout)?
     }
 
+    /// The socket itself, for readers that skip decoding (the fan-out bench).
+    pub fn into_raw(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.socket
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;

@@ -1,6 +1,7 @@
 //! `octo-bench`: measurements of Octo's hot paths, printed as one JSON object.
 
 mod codec;
+mod fanout;
 mod log;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ pub enum Bench {
     Log(log::LogArgs),
     /// Encode and decode speed of the hot-path frames, JSON and msgpack.
     Codec(codec::CodecArgs),
+    /// WebSocket fan-out of one session to many subscribers, through a real `octo serve`.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -30,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
     match cli.command {
         Bench::Log(args) => log::run(&args),
         Bench::Codec(args) => codec::run(&args),
+        Bench::Fanout(args) => fanout::run(&args),
     }
 }

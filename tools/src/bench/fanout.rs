@@ -1,0 +1,340 @@
+//! `octo-bench fanout`: one session watched by 1, 100 and 1,000 WebSocket subscribers while
+//! entries are appended at a fixed rate and as fast as possible; delivered entries per second and
+//! append-to-receive latency (p50, p99) per configuration.
+//!
+//! It drives a real `octo serve` (started as a child on a fresh data dir) through the public
+//! protocol only: the appends are `session.rename` commands (each appends the command and its
+//! `session.renamed`, two entries, with no harness involved), whose titles carry the sender's
+//! clock in microseconds; a subscriber's latency is its receive time minus that stamp, so it
+//! covers the command, the durable append, the fan-out and the socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use octo_core::Encoding;
+use octo_core::frame::{AgentServerFrame, ServerFrame};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::client::Client;
+
+/// Arguments of `octo-bench fanout`.
+#[derive(Debug, clap::Args)]
+pub struct FanoutArgs {
+    /// Seconds of appending per configuration.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Subscriber counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100, 1000])]
+    subscribers: Vec<usize>,
+    /// Append rates in entries per second; 0 means as fast as possible (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 0])]
+    rates: Vec<u64>,
+    /// Concurrent writers when appending as fast as possible.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// The `octo` binary (default: beside this one).
+    #[arg(long)]
+    octo: Option<PathBuf>,
+    /// Where to put the data dir (a fresh temporary folder inside it). Use a real disk.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+struct Octo {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Octo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_octo(binary: &Path, data_dir: &Path, workspaces: &Path) -> anyhow::Result<Octo> {
+    std::fs::create_dir_all(workspaces)?;
+    let child = Command::new(binary)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--model", "bench/none", "--pi", "/nonexistent/pi"])
+        .arg("--workspaces")
+        .arg(workspaces)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let mut octo = Octo {
+        child,
+        url: String::new(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(data_dir.join("url")) {
+            octo.url = url;
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "octo did not start in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    octo.token = std::fs::read_to_string(data_dir.join("token"))?.trim().to_owned();
+    Ok(octo)
+}
+
+/// The microsecond stamp in a `session.renamed` entry's title, found without decoding the frame.
+fn stamp_of(text: &str) -> Option<u64> {
+    if !text.contains("\"type\":\"session.renamed\"") {
+        return None;
+    }
+    let start = text.find("\"title\":\"t")? + "\"title\":\"t".len();
+    let digits: &str = &text[start..];
+    let end = digits.find('"')?;
+    digits[..end].parse().ok()
+}
+
+/// Commands a writer may have in flight.
+const WINDOW: usize = 64;
+
+struct Subscriber {
+    deliveries: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Histogram<u64>>>,
+    last_offset: Arc<AtomicU64>,
+}
+
+async fn subscribe_all(
+    octo: &Octo,
+    session_id: &str,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Subscriber>)> {
+    let mut tasks = Vec::with_capacity(n);
+    let mut subscribers = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
+        let id = format!("f{i}");
+        // From the session's current head: only new entries are measured.
+        client
+            .send(&json!({"ch": "agent", "type": "subscribe", "id": id, "session_id": session_id, "after": null}))
+            .await?;
+        let head = loop {
+            if let ServerFrame::Agent(AgentServerFrame::Subscribed(subscribed)) =
+                client.next_frame_within(Duration::from_secs(30)).await?
+            {
+                break subscribed.head.get();
+            }
+        };
+        // Drain the replay up to the head.
+        let mut seen = 0;
+        while seen < head {
+            if let ServerFrame::Agent(AgentServerFrame::Entry(entry)) =
+                client.next_frame_within(Duration::from_secs(30)).await?
+            {
+                seen = entry.entry.offset.get();
+            }
+        }
+        let subscriber = Subscriber {
+            deliveries: Arc::new(AtomicU64::new(0)),
+            latencies: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+            last_offset: Arc::new(AtomicU64::new(head)),
+        };
+        let (deliveries, latencies, last_offset) = (
+            Arc::clone(&subscriber.deliveries),
+            Arc::clone(&subscriber.latencies),
+            Arc::clone(&subscriber.last_offset),
+        );
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut raw = client.into_raw();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(message))) =
+                    tokio::time::timeout(Duration::from_millis(200), futures_util::StreamExt::next(&mut raw)).await
+                else {
+                    continue;
+                };
+                let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                    continue;
+                };
+                let text = text.as_str();
+                if !text.contains("\"type\":\"entry\"") {
+                    continue;
+                }
+                deliveries.fetch_add(1, Ordering::Relaxed);
+                if let Some(offset) = text
+                    .find("\"offset\":")
+                    .and_then(|i| text[i + 9..].split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|digits| digits.parse::<u64>().ok())
+                {
+                    last_offset.fetch_max(offset, Ordering::Relaxed);
+                }
+                if let Some(stamp) = stamp_of(text) {
+                    let _ = local.record(now_us().saturating_sub(stamp).max(1));
+                }
+            }
+            let _ = latencies.lock().await.add(&local);
+        }));
+        subscribers.push(subscriber);
+    }
+    Ok((tasks, subscribers))
+}
+
+async fn one_configuration(
+    octo: &Octo,
+    session_id: &str,
+    n: usize,
+    rate: u64,
+    args: &FanoutArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tasks, subscribers) = subscribe_all(octo, session_id, n, Arc::clone(&stop)).await?;
+    let duration = Duration::from_secs_f64(args.seconds);
+    let started = Instant::now();
+    let last_appended = Arc::new(AtomicU64::new(0));
+    // Writers pipeline their commands (a window of outstanding acks), so the append rate does
+    // not depend on one round trip at a time.
+    let mut writers = Vec::new();
+    let n_writers = if rate == 0 { args.writers } else { 1 };
+    for _ in 0..n_writers {
+        let client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
+        let (mut sink, mut stream) = futures_util::StreamExt::split(client.into_raw());
+        let session_id = session_id.to_owned();
+        let last_appended = Arc::clone(&last_appended);
+        let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+        let acks_window = Arc::clone(&window);
+        let acks = tokio::spawn(async move {
+            let mut acked = 0u64;
+            while let Some(Ok(message)) = futures_util::StreamExt::next(&mut stream).await {
+                let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(ServerFrame::Agent(AgentServerFrame::Ack(ack))) =
+                    octo_core::codec::from_json::<ServerFrame>(text.as_bytes())
+                else {
+                    continue;
+                };
+                acks_window.add_permits(1);
+                match ack.offset {
+                    Some(offset) => {
+                        // The command's derived event follows it in the same append.
+                        last_appended.fetch_max(offset.get() + 1, Ordering::Relaxed);
+                        acked += 1;
+                    }
+                    None => eprintln!("a command was refused: {:?}", ack.error),
+                }
+            }
+            acked
+        });
+        writers.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            // Each rename appends two entries.
+            let interval = (rate > 0).then(|| Duration::from_secs_f64(2.0 / rate as f64));
+            while started.elapsed() < duration {
+                if let Some(interval) = interval {
+                    let due = started + interval.mul_f64(sent as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let Ok(permit) = window.acquire().await else { break };
+                permit.forget();
+                let frame = json!({"ch": "agent", "type": "session.rename", "command_id": octo_core::CommandId::new(),
+                    "session_id": session_id, "title": format!("t{}", now_us())});
+                let message = tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into());
+                if futures_util::SinkExt::send(&mut sink, message).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            // Every ack in, then close.
+            let _ = window.acquire_many(WINDOW as u32).await;
+            let _ = futures_util::SinkExt::close(&mut sink).await;
+            let _ = sent;
+            acks.await.unwrap_or(0)
+        }));
+    }
+    let mut renames = 0;
+    for writer in writers {
+        renames += writer.await?;
+    }
+    let appended_for = started.elapsed();
+    // Wait until every subscriber has the last entry (or give up after 30 s).
+    let last = last_appended.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while subscribers.iter().any(|s| s.last_offset.load(Ordering::Relaxed) < last) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drained = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let deliveries: u64 = subscribers.iter().map(|s| s.deliveries.load(Ordering::Relaxed)).sum();
+    let caught_up = subscribers.iter().filter(|s| s.last_offset.load(Ordering::Relaxed) >= last).count();
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for subscriber in &subscribers {
+        latencies.add(&*subscriber.latencies.lock().await)?;
+    }
+    let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
+    Ok(json!({
+        "subscribers": n,
+        "target_entries_per_s": if rate == 0 { json!("max") } else { json!(rate) },
+        "entries_appended": renames * 2,
+        "appended_entries_per_s": (renames as f64 * 2.0 / appended_for.as_secs_f64()).round(),
+        "delivered_entries_per_s": (deliveries as f64 / drained.as_secs_f64()).round(),
+        "deliveries": deliveries,
+        "subscribers_caught_up": caught_up,
+        "latency_ms": {"p50": ms(latencies.value_at_quantile(0.5)), "p99": ms(latencies.value_at_quantile(0.99)),
+            "max": ms(latencies.max()), "samples": latencies.len()},
+    }))
+}
+
+/// Runs `octo-bench fanout`.
+///
+/// # Errors
+/// When octo cannot start or a connection fails.
+pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
+    let binary = match &args.octo {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("octo"))
+            .context("no directory for this binary")?,
+    };
+    std::fs::create_dir_all(&args.dir)?;
+    let temporary = tempfile::tempdir_in(&args.dir)?;
+    let octo = start_octo(&binary, &temporary.path().join("data"), &temporary.path().join("ws"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut writer = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
+        let create = json!({"ch": "agent", "type": "session.create", "command_id": octo_core::CommandId::new(),
+            "harness": "pi", "workspace": "."});
+        writer.send(&create).await?;
+        let session_id = loop {
+            if let ServerFrame::Agent(AgentServerFrame::Ack(ack)) =
+                writer.next_frame_within(Duration::from_secs(30)).await?
+            {
+                break ack.session_id.context("session.create refused")?.to_string();
+            }
+        };
+        let mut results = Vec::new();
+        for &n in &args.subscribers {
+            for &rate in &args.rates {
+                results.push(one_configuration(&octo, &session_id, n, rate, args).await?);
+            }
+        }
+        Ok(json!({"bench": "fanout", "octo": binary.display().to_string(), "seconds": args.seconds,
+            "encoding": "json", "results": results}))
+    })
+}

@@ -41,7 +41,12 @@ pub fn encode(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
 
 impl FrameCache {
     /// The `entry` frame of `entry` for a subscription to `session_id`, encoded once.
-    pub fn entry(&self, session_id: SessionId, entry: &LogEntry, encoding: Encoding) -> Option<Message> {
+    pub fn entry(
+        &self,
+        session_id: SessionId,
+        entry: &LogEntry,
+        encoding: Encoding,
+    ) -> Option<Message> {
         let key = (session_id, entry.offset, encoding);
         if let Some(message) = self.lock().frames.get(&key) {
             return Some(message.clone());
@@ -64,6 +69,8 @@ impl FrameCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("the frame cache lock is never poisoned")
+        self.inner
+            .lock()
+            .expect("the frame cache lock is never poisoned")
     }
 }

@@ -299,6 +299,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         .with_state(Arc::clone(&app));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    // Frames are small and latency matters: no Nagle delay behind an unacknowledged segment.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     crate::users::write_private(&data_dir.join("url"), format!("http://{addr}").as_bytes())?;
     let (shutdown, stop) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {

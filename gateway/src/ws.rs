@@ -143,7 +143,10 @@ fn to_message(outbound: Outbound, encoding: Encoding) -> Option<Message> {
         Outbound::Frame(frame) => {
             let message = crate::frames::encode(encoding, &frame);
             if message.is_none() {
-                tracing::error!(frame = frame.type_name(), "a server frame could not be encoded");
+                tracing::error!(
+                    frame = frame.type_name(),
+                    "a server frame could not be encoded"
+                );
             }
             message
         }
@@ -197,7 +200,9 @@ async fn write_loop(
                 batch.push(Message::Ping(Vec::new().into()));
             }
         }
-        let closing = batch.iter().any(|message| matches!(message, Message::Close(_)));
+        let closing = batch
+            .iter()
+            .any(|message| matches!(message, Message::Close(_)));
         let written = async {
             for message in batch.drain(..) {
                 sink.feed(message).await?;

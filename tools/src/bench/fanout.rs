@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -35,7 +35,7 @@ pub struct FanoutArgs {
     /// Append rates in entries per second; 0 means as fast as possible (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 0])]
     rates: Vec<u64>,
-    /// Concurrent writers when appending as fast as possible.
+    /// Concurrent writer connections (the rate is shared among them).
     #[arg(long, default_value_t = 8)]
     writers: usize,
     /// The `octo` binary (default: beside this one).
@@ -70,7 +70,15 @@ fn start_octo(binary: &Path, data_dir: &Path, workspaces: &Path) -> anyhow::Resu
     let child = Command::new(binary)
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--model", "bench/none", "--pi", "/nonexistent/pi"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "bench/none",
+            "--pi",
+            "/nonexistent/pi",
+        ])
         .arg("--workspaces")
         .arg(workspaces)
         .env("RUST_LOG", "error")
@@ -91,7 +99,9 @@ fn start_octo(binary: &Path, data_dir: &Path, workspaces: &Path) -> anyhow::Resu
         anyhow::ensure!(Instant::now() < deadline, "octo did not start in 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    octo.token = std::fs::read_to_string(data_dir.join("token"))?.trim().to_owned();
+    octo.token = std::fs::read_to_string(data_dir.join("token"))?
+        .trim()
+        .to_owned();
     Ok(octo)
 }
 
@@ -111,7 +121,8 @@ const WINDOW: usize = 64;
 
 struct Subscriber {
     deliveries: Arc<AtomicU64>,
-    latencies: Arc<Mutex<Histogram<u64>>>,
+    /// (sender's stamp, receive time), both in microseconds.
+    samples: Arc<Mutex<Vec<(u64, u64)>>>,
     last_offset: Arc<AtomicU64>,
 }
 
@@ -119,7 +130,7 @@ async fn subscribe_all(
     octo: &Octo,
     session_id: &str,
     n: usize,
-    stop: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Subscriber>)> {
     let mut tasks = Vec::with_capacity(n);
     let mut subscribers = Vec::with_capacity(n);
@@ -148,23 +159,26 @@ async fn subscribe_all(
         }
         let subscriber = Subscriber {
             deliveries: Arc::new(AtomicU64::new(0)),
-            latencies: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+            samples: Arc::new(Mutex::new(Vec::new())),
             last_offset: Arc::new(AtomicU64::new(head)),
         };
-        let (deliveries, latencies, last_offset) = (
+        let (deliveries, samples, last_offset) = (
             Arc::clone(&subscriber.deliveries),
-            Arc::clone(&subscriber.latencies),
+            Arc::clone(&subscriber.samples),
             Arc::clone(&subscriber.last_offset),
         );
-        let stop = Arc::clone(&stop);
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut local: Vec<(u64, u64)> = Vec::new();
             let mut raw = client.into_raw();
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(Ok(message))) =
-                    tokio::time::timeout(Duration::from_millis(200), futures_util::StreamExt::next(&mut raw)).await
-                else {
-                    continue;
+            let mut stop = stop;
+            loop {
+                let message = tokio::select! {
+                    _ = stop.changed() => break,
+                    message = futures_util::StreamExt::next(&mut raw) => message,
+                };
+                let Some(Ok(message)) = message else {
+                    break;
                 };
                 let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
                     continue;
@@ -182,10 +196,10 @@ async fn subscribe_all(
                     last_offset.fetch_max(offset, Ordering::Relaxed);
                 }
                 if let Some(stamp) = stamp_of(text) {
-                    let _ = local.record(now_us().saturating_sub(stamp).max(1));
+                    local.push((stamp, now_us()));
                 }
             }
-            let _ = latencies.lock().await.add(&local);
+            samples.lock().await.extend(local);
         }));
         subscribers.push(subscriber);
     }
@@ -199,20 +213,27 @@ async fn one_configuration(
     rate: u64,
     args: &FanoutArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tasks, subscribers) = subscribe_all(octo, session_id, n, Arc::clone(&stop)).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (tasks, subscribers) = subscribe_all(octo, session_id, n, stopped).await?;
     let duration = Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let last_appended = Arc::new(AtomicU64::new(0));
+    // Sender's stamp -> when its ack (the append is durable) arrived.
+    let acked_at: Arc<std::sync::Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
     // Writers pipeline their commands (a window of outstanding acks), so the append rate does
     // not depend on one round trip at a time.
     let mut writers = Vec::new();
-    let n_writers = if rate == 0 { args.writers } else { 1 };
+    // The server answers one connection's commands in order, each after its append is durable,
+    // so the rate is spread over several writers.
+    let n_writers = args.writers.max(1);
     for _ in 0..n_writers {
         let client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
         let (mut sink, mut stream) = futures_util::StreamExt::split(client.into_raw());
         let session_id = session_id.to_owned();
         let last_appended = Arc::clone(&last_appended);
+        let sent_at: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
+        let acked_at = Arc::clone(&acked_at);
+        let stamps = Arc::clone(&sent_at);
         let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
         let acks_window = Arc::clone(&window);
         let acks = tokio::spawn(async move {
@@ -227,6 +248,16 @@ async fn one_configuration(
                     continue;
                 };
                 acks_window.add_permits(1);
+                let stamp = stamps
+                    .lock()
+                    .expect("never poisoned")
+                    .remove(&ack.command_id.to_string());
+                if let Some(stamp) = stamp {
+                    acked_at
+                        .lock()
+                        .expect("never poisoned")
+                        .insert(stamp, now_us());
+                }
                 match ack.offset {
                     Some(offset) => {
                         // The command's derived event follows it in the same append.
@@ -241,7 +272,8 @@ async fn one_configuration(
         writers.push(tokio::spawn(async move {
             let mut sent = 0u64;
             // Each rename appends two entries.
-            let interval = (rate > 0).then(|| Duration::from_secs_f64(2.0 / rate as f64));
+            let interval =
+                (rate > 0).then(|| Duration::from_secs_f64(2.0 * n_writers as f64 / rate as f64));
             while started.elapsed() < duration {
                 if let Some(interval) = interval {
                     let due = started + interval.mul_f64(sent as f64);
@@ -249,8 +281,10 @@ async fn one_configuration(
                 }
                 let Ok(permit) = window.acquire().await else { break };
                 permit.forget();
-                let frame = json!({"ch": "agent", "type": "session.rename", "command_id": octo_core::CommandId::new(),
-                    "session_id": session_id, "title": format!("t{}", now_us())});
+                let (command_id, stamp) = (octo_core::CommandId::new(), now_us());
+                sent_at.lock().expect("never poisoned").insert(command_id.to_string(), stamp);
+                let frame = json!({"ch": "agent", "type": "session.rename", "command_id": command_id,
+                    "session_id": session_id, "title": format!("t{stamp}")});
                 let message = tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into());
                 if futures_util::SinkExt::send(&mut sink, message).await.is_err() {
                     break;
@@ -272,19 +306,43 @@ async fn one_configuration(
     // Wait until every subscriber has the last entry (or give up after 30 s).
     let last = last_appended.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while subscribers.iter().any(|s| s.last_offset.load(Ordering::Relaxed) < last) && Instant::now() < deadline {
+    while subscribers
+        .iter()
+        .any(|s| s.last_offset.load(Ordering::Relaxed) < last)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
+    let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
     }
-    let deliveries: u64 = subscribers.iter().map(|s| s.deliveries.load(Ordering::Relaxed)).sum();
-    let caught_up = subscribers.iter().filter(|s| s.last_offset.load(Ordering::Relaxed) >= last).count();
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let deliveries: u64 = subscribers
+        .iter()
+        .map(|s| s.deliveries.load(Ordering::Relaxed))
+        .sum();
+    let caught_up = subscribers
+        .iter()
+        .filter(|s| s.last_offset.load(Ordering::Relaxed) >= last)
+        .count();
+    // End to end: the command sent to an entry received. Append to receive: the append acked
+    // (durable and published) to the entry received; a subscriber may get it before the writer
+    // gets its ack, which counts as 0.
+    let mut end_to_end = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut append_to_receive = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut send_to_ack = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let acked_at = acked_at.lock().expect("never poisoned").clone();
+    for (stamp, acked) in &acked_at {
+        send_to_ack.record(acked.saturating_sub(*stamp).max(1))?;
+    }
     for subscriber in &subscribers {
-        latencies.add(&*subscriber.latencies.lock().await)?;
+        for (stamp, received) in subscriber.samples.lock().await.iter() {
+            end_to_end.record(received.saturating_sub(*stamp).max(1))?;
+            if let Some(acked) = acked_at.get(stamp) {
+                append_to_receive.record(received.saturating_sub(*acked).max(1))?;
+            }
+        }
     }
     let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
     Ok(json!({
@@ -295,8 +353,11 @@ async fn one_configuration(
         "delivered_entries_per_s": (deliveries as f64 / drained.as_secs_f64()).round(),
         "deliveries": deliveries,
         "subscribers_caught_up": caught_up,
-        "latency_ms": {"p50": ms(latencies.value_at_quantile(0.5)), "p99": ms(latencies.value_at_quantile(0.99)),
-            "max": ms(latencies.max()), "samples": latencies.len()},
+        "append_to_receive_ms": {"p50": ms(append_to_receive.value_at_quantile(0.5)),
+            "p99": ms(append_to_receive.value_at_quantile(0.99)), "max": ms(append_to_receive.max()),
+            "samples": append_to_receive.len()},
+        "end_to_end_ms": {"p50": ms(end_to_end.value_at_quantile(0.5)), "p99": ms(end_to_end.value_at_quantile(0.99))},
+        "command_ack_ms": {"p50": ms(send_to_ack.value_at_quantile(0.5)), "p99": ms(send_to_ack.value_at_quantile(0.99))},
     }))
 }
 
@@ -314,8 +375,14 @@ pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
     };
     std::fs::create_dir_all(&args.dir)?;
     let temporary = tempfile::tempdir_in(&args.dir)?;
-    let octo = start_octo(&binary, &temporary.path().join("data"), &temporary.path().join("ws"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let octo = start_octo(
+        &binary,
+        &temporary.path().join("data"),
+        &temporary.path().join("ws"),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let mut writer = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
         let create = json!({"ch": "agent", "type": "session.create", "command_id": octo_core::CommandId::new(),

@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub node_id: String,
     /// Environment passed to harnesses (PATH and provider keys).
     pub harness_env: Vec<(String, String)>,
+    /// pi extensions loaded in every session (their dialogs become `input.requested`).
+    pub pi_extensions: Vec<PathBuf>,
 }
 
 /// The default run.no_progress_ms (PROTOCOL.md 8).
@@ -66,6 +68,7 @@ impl ServeConfig {
             queue_bound: QueueBound::default(),
             node_id: "n1".to_owned(),
             harness_env: harness_env_from_process(),
+            pi_extensions: Vec::new(),
         }
     }
 }

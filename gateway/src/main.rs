@@ -57,6 +57,14 @@ struct Serve {
     /// The user's sandbox file (default: ~/.config/octo/sandbox.toml).
     #[arg(long, env = "OCTO_SANDBOX")]
     sandbox: Option<PathBuf>,
+    /// A pi extension to load in every session (repeatable); its dialogs reach the UI as input
+    /// requests.
+    #[arg(
+        long = "pi-extension",
+        env = "OCTO_PI_EXTENSIONS",
+        value_delimiter = ','
+    )]
+    pi_extensions: Vec<PathBuf>,
     /// This node's id (the gateway's producer is gw:<node>).
     #[arg(long, env = "OCTO_NODE_ID", default_value = "n1")]
     node_id: String,
@@ -159,6 +167,7 @@ fn serve(data_dir: PathBuf, args: Serve) -> anyhow::Result<()> {
     );
     config.home = home;
     config.node_id = args.node_id;
+    config.pi_extensions = args.pi_extensions;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

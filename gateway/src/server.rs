@@ -169,10 +169,17 @@ fn pi_info(pi_bin: &Path, template: Option<&Path>) -> HarnessInfo {
         name: PI_HARNESS.to_owned(),
         version: PI_VERSION.to_owned(),
         available: pi_bin.is_file(),
-        capabilities: ["images", "steer", "follow_up", "compact", "thinking"]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect(),
+        capabilities: [
+            "images",
+            "steer",
+            "follow_up",
+            "compact",
+            "thinking",
+            "input_requests",
+        ]
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect(),
         models: template_models(template),
         thinking_levels: vec![
             ThinkingLevel::Off,
@@ -281,6 +288,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         sandbox: sandbox_policy(&config)?,
         env: config.harness_env.clone(),
         default_model,
+        extensions: config.pi_extensions.clone(),
         no_progress: config.no_progress,
     };
     let (events_in, events) = mpsc::channel(crate::dispatcher::RUNNER_EVENTS_QUEUE);

@@ -149,6 +149,7 @@ fn pi_config(dir: &Path, port: u16, provider: &str, model_id: &str) -> PiConfig 
         )
         .expect("policy"),
         env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        extensions: Vec::new(),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct PiFactory {
     pub env: Vec<(String, String)>,
     /// The model when the session names none.
     pub default_model: ModelRef,
+    /// pi extensions to load in every session (`--extension`).
+    pub extensions: Vec<PathBuf>,
     /// `run.no_progress_ms`.
     pub no_progress: Duration,
 }
@@ -116,6 +118,7 @@ impl PiFactory {
             session_file: ctx.harness_session_file.as_ref().map(PathBuf::from),
             sandbox,
             env: self.env.clone(),
+            extensions: self.extensions.clone(),
         })
     }
 }

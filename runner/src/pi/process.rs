@@ -42,6 +42,8 @@ pub struct PiConfig {
     pub sandbox: SandboxPolicy,
     /// Environment passed through (PATH, provider API keys).
     pub env: Vec<(String, String)>,
+    /// Extensions loaded explicitly (`-e`); discovery stays off.
+    pub extensions: Vec<PathBuf>,
 }
 
 /// Why pi could not be started.
@@ -110,6 +112,10 @@ impl PiConfig {
                 line.push("--session-dir".into());
                 line.push(self.session_dir.clone().into());
             }
+        }
+        for extension in &self.extensions {
+            line.push("--extension".into());
+            line.push(extension.clone().into());
         }
         for flag in [
             "--no-extensions",

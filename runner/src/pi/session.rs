@@ -42,6 +42,17 @@ fn ms_since(epoch: Instant) -> Ms {
     Ms::try_from(epoch.elapsed().as_millis()).unwrap_or(Ms::MAX)
 }
 
+/// Sleeps until `at` ms after `epoch` (forever for `None`).
+async fn sleep_until_ms(epoch: Instant, at: Option<Ms>) {
+    match at {
+        Some(at) => {
+            let at = epoch + Duration::from_millis(u64::try_from(at).unwrap_or(0));
+            tokio::time::sleep_until(at.into()).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// pi's RPC command for a canonical one (PROTOCOL.md 15, last paragraph).
 fn to_pi(delivered: &Delivered, run_open: bool) -> Option<Value> {
     let id = format!("o{}", delivered.offset);
@@ -169,6 +180,16 @@ impl PiSession {
         if self.process.is_none() {
             events.push(self.start(Some(delivered.offset)).await?);
         }
+        if matches!(delivered.command, Command::InputRespond(_)) {
+            let output = self.translator.answer(&delivered);
+            if let Some(process) = self.process.as_mut() {
+                for record in &output.to_pi {
+                    let _ = process.send(record).await;
+                }
+            }
+            events.extend(output.events);
+            return Ok(events);
+        }
         let Some(command) = to_pi(&delivered, self.translator.run_open()) else {
             return Ok(events);
         };
@@ -224,6 +245,17 @@ impl PiSession {
                     let _ = process.send(&json!({"id": "q-timeout", "type": "abort"})).await;
                     let _ = process.kill().await;
                     return events;
+                }
+                () = sleep_until_ms(self.epoch, self.translator.input_deadline()), if self.translator.input_deadline().is_some() => {
+                    let output = self.translator.expire_inputs(ms_since(self.epoch));
+                    for record in &output.to_pi {
+                        let _ = process.send(record).await;
+                    }
+                    let mut events: Vec<Event> = self.coalescer.take().into_iter().collect();
+                    events.extend(output.events);
+                    if !events.is_empty() {
+                        return events;
+                    }
                 }
                 () = tokio::time::sleep(flush_in), if self.coalescer.is_holding() => {
                     if let Some(event) = self.coalescer.flush_due(ms_since(self.epoch)) {

@@ -19,7 +19,8 @@ use std::collections::{HashMap, VecDeque};
 use octo_core::command::{Command, Prompt};
 use octo_core::event::{
     AgentIdle, AgentWorking, CommandFailed, CompactEnd, CompactReason, CompactStart,
-    HarnessExitReason, HarnessExited, IdleOutcome, MessageCreated, RetryEnd, RetryStart, RunFailed,
+    HarnessExitReason, HarnessExited, IdleOutcome, InputKind, InputOutcome, InputRequested,
+    InputResolved, MessageCreated, Notice, NoticeLevel, RetryEnd, RetryStart, RunFailed,
     StreamMessageEnd, StreamMessageStart, StreamTextDelta, StreamThinkingDelta,
     StreamToolCallDelta, ToolEnd, ToolProgress, ToolStart, UsageRecorded,
 };
@@ -104,6 +105,24 @@ pub struct Translator<M> {
     provider: String,
     model_id: String,
     thinking_level: octo_core::ThinkingLevel,
+    /// Extension dialogs awaiting an answer, oldest first, with their deadline (runner clock).
+    inputs: Vec<(String, Option<Ms>)>,
+}
+
+/// pi's answer to an extension dialog, by id.
+fn ui_response(request_id: &str, answer: &octo_core::command::InputAnswer) -> Value {
+    use octo_core::command::InputAnswer;
+    match answer {
+        InputAnswer::Value(value) => {
+            serde_json::json!({"type": "extension_ui_response", "id": request_id, "value": value})
+        }
+        InputAnswer::Confirmed(confirmed) => {
+            serde_json::json!({"type": "extension_ui_response", "id": request_id, "confirmed": confirmed})
+        }
+        InputAnswer::Cancelled => {
+            serde_json::json!({"type": "extension_ui_response", "id": request_id, "cancelled": true})
+        }
+    }
 }
 
 fn text(value: &Value, key: &str) -> String {
@@ -149,6 +168,7 @@ impl<M: IdMint> Translator<M> {
             provider: provider.to_owned(),
             model_id: model_id.to_owned(),
             thinking_level: octo_core::ThinkingLevel::Off,
+            inputs: Vec::new(),
         }
     }
 
@@ -199,6 +219,18 @@ impl<M: IdMint> Translator<M> {
     }
 
     fn close_run(&mut self, out: &mut Output, terminal: Event) {
+        // Dialogs still open when the run ends are cancelled, on both sides.
+        for (request_id, _) in std::mem::take(&mut self.inputs) {
+            out.to_pi.push(ui_response(
+                &request_id,
+                &octo_core::command::InputAnswer::Cancelled,
+            ));
+            out.events.push(Event::InputResolved(InputResolved {
+                request_id,
+                outcome: InputOutcome::Cancelled,
+                cause: None,
+            }));
+        }
         out.events.push(terminal);
         self.run = None;
         self.probe = None;
@@ -217,6 +249,123 @@ impl<M: IdMint> Translator<M> {
                 }));
             }
         }
+    }
+
+    /// An `extension_ui_request`: dialogs become `input.requested`, notifications `notice`; the
+    /// rest (status lines, widgets, titles, editor text) are for pi's own TUI.
+    fn ui_request(&mut self, record: &Value, now_ms: Ms, out: &mut Output) {
+        let request_id = text(record, "id");
+        let optional = |key: &str| record.get(key).and_then(Value::as_str).map(str::to_owned);
+        let kind = match record.get("method").and_then(Value::as_str) {
+            Some("select") => InputKind::Select,
+            Some("confirm") => InputKind::Confirm,
+            Some("input") => InputKind::Input,
+            Some("editor") => InputKind::Editor,
+            Some("notify") => {
+                let level = match record.get("notifyType").and_then(Value::as_str) {
+                    Some("warning") => NoticeLevel::Warning,
+                    Some("error") => NoticeLevel::Error,
+                    _ => NoticeLevel::Info,
+                };
+                out.events.push(Event::Notice(Notice {
+                    level,
+                    text: text(record, "message"),
+                }));
+                return;
+            }
+            _ => return,
+        };
+        let timeout_ms = record.get("timeout").and_then(Value::as_u64);
+        let deadline =
+            timeout_ms.map(|ms| now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+        self.inputs.push((request_id.clone(), deadline));
+        out.events.push(Event::InputRequested(InputRequested {
+            request_id,
+            kind,
+            title: text(record, "title"),
+            message: optional("message"),
+            options: record
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|options| {
+                    options
+                        .iter()
+                        .filter_map(|o| o.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            placeholder: optional("placeholder"),
+            prefill: optional("prefill"),
+            timeout_ms,
+        }));
+    }
+
+    /// An `input.respond` delivered: pi's `extension_ui_response` and the settling
+    /// `input.resolved`, or `command.failed{invalid_state}` when the dialog is no longer open.
+    pub fn answer(&mut self, delivered: &Delivered) -> Output {
+        let mut out = Output::default();
+        let Command::InputRespond(respond) = &delivered.command else {
+            return out;
+        };
+        let Some(index) = self
+            .inputs
+            .iter()
+            .position(|(id, _)| id == &respond.request_id)
+        else {
+            out.events.push(Event::CommandFailed(CommandFailed {
+                command_id: delivered.command_id,
+                error: error(
+                    ErrorCode::InvalidState,
+                    "the input request is no longer open (answered, cancelled or timed out)",
+                )
+                .with_ref(respond.request_id.clone()),
+                cause: delivered.offset,
+            }));
+            return out;
+        };
+        self.inputs.remove(index);
+        out.to_pi
+            .push(ui_response(&respond.request_id, &respond.answer));
+        let outcome = match respond.answer {
+            octo_core::command::InputAnswer::Cancelled => InputOutcome::Cancelled,
+            _ => InputOutcome::Answered,
+        };
+        out.events.push(Event::InputResolved(InputResolved {
+            request_id: respond.request_id.clone(),
+            outcome,
+            cause: Some(delivered.offset),
+        }));
+        out
+    }
+
+    /// The earliest deadline of an open dialog.
+    pub fn input_deadline(&self) -> Option<Ms> {
+        self.inputs
+            .iter()
+            .filter_map(|(_, deadline)| *deadline)
+            .min()
+    }
+
+    /// Dialogs past their deadline at `now_ms`: answered `cancelled` to pi, `input.resolved
+    /// {timed_out}` here.
+    pub fn expire_inputs(&mut self, now_ms: Ms) -> Output {
+        let mut out = Output::default();
+        let (expired, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inputs)
+            .into_iter()
+            .partition(|(_, deadline)| deadline.is_some_and(|deadline| deadline <= now_ms));
+        self.inputs = open;
+        for (request_id, _) in expired {
+            out.to_pi.push(ui_response(
+                &request_id,
+                &octo_core::command::InputAnswer::Cancelled,
+            ));
+            out.events.push(Event::InputResolved(InputResolved {
+                request_id,
+                outcome: InputOutcome::TimedOut,
+                cause: None,
+            }));
+        }
+        out
     }
 
     /// Translates one record of pi's stdout, read at `now_ms`.
@@ -268,6 +417,19 @@ impl<M: IdMint> Translator<M> {
                         text: output,
                     }));
                 }
+            }
+            "extension_ui_request" => self.ui_request(record, now_ms, &mut out),
+            "extension_error" => {
+                let detail = record
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("an extension failed");
+                out.events.push(Event::Notice(Notice {
+                    level: NoticeLevel::Warning,
+                    text: format!("{} {}", text(record, "extensionPath"), detail)
+                        .trim()
+                        .to_owned(),
+                }));
             }
             "tool_execution_end" => {
                 let id = text(record, "toolCallId");
@@ -817,6 +979,13 @@ impl<M: IdMint> Translator<M> {
         stderr_tail: Option<String>,
     ) -> Output {
         let mut out = Output::default();
+        for (request_id, _) in std::mem::take(&mut self.inputs) {
+            out.events.push(Event::InputResolved(InputResolved {
+                request_id,
+                outcome: InputOutcome::Cancelled,
+                cause: None,
+            }));
+        }
         if let Some(run) = self.run.take() {
             out.events.push(Event::RunFailed(RunFailed {
                 run_id: run.id,

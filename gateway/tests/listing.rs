@@ -1,0 +1,248 @@
+//! The sessions listing (`subscribe_sessions`, PROTOCOL.md 5.3), `replay` (5.4) and
+//! `subscribe_log` (5.6) through the WebSocket.
+
+mod support;
+
+use std::time::Duration;
+
+use octo_core::frame::{AgentServerFrame, ServerFrame};
+use octo_core::{Encoding, Offset};
+use octo_tools::client::{Client, ClientError};
+use serde_json::json;
+use support::{Agent, Octo, cid};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_streams_changes_and_hides_other_users() {
+    let octo = Octo::start(json!([])).await;
+    let mut agent = Agent::new(octo.client().await);
+    let (first, _) = agent.create_session().await;
+    let (second, _) = agent.create_session().await;
+    let (_, bob_token) = octo
+        .server()
+        .app()
+        .users
+        .add("bob", None)
+        .expect("adds bob");
+    let mut bob = Agent::new(
+        Client::connect(&octo.url(), &bob_token, Encoding::Json)
+            .await
+            .expect("bob"),
+    );
+    let (bobs, _) = bob.create_session().await;
+
+    agent
+        .client
+        .send(&json!({"ch": "agent", "type": "subscribe_sessions", "id": "l", "after": null}))
+        .await
+        .expect("sends");
+    let (head, items) = agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::Sessions(sessions)) if sessions.done => {
+                Some((sessions.head, sessions.items.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    let ids: Vec<_> = items.iter().map(|s| s.session_id).collect();
+    assert_eq!(
+        ids,
+        vec![first, second],
+        "mine, in updated order; not bob's {bobs}"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|s| s.harness == "pi" && s.workspace == "demo" && !s.deleted)
+    );
+    assert!(head >= items.iter().map(|s| s.updated_offset).max().expect("items"));
+
+    // A rename and a delete arrive as live summaries.
+    let renamed = agent
+        .command(json!({"ch": "agent", "type": "session.rename", "command_id": cid(), "session_id": first, "title": "Named"}))
+        .await;
+    let summary = agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::SessionSummary(s))
+                if s.summary.session_id == first && s.summary.title.as_deref() == Some("Named") =>
+            {
+                Some(s.summary.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(summary.updated_offset >= renamed.offset.expect("offset"));
+    agent
+        .command(json!({"ch": "agent", "type": "session.delete", "command_id": cid(), "session_id": second}))
+        .await;
+    agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::SessionSummary(s))
+                if s.summary.session_id == second && s.summary.deleted =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    // A deleted session takes no more commands.
+    let ack = agent
+        .command(json!({"ch": "agent", "type": "prompt", "command_id": cid(), "session_id": second, "text": "hello?"}))
+        .await;
+    assert_eq!(
+        ack.error.map(|e| e.code),
+        Some(octo_core::ErrorCode::SessionNotFound)
+    );
+
+    // Resuming from the head seen: only what changed since.
+    let mut again = Agent::new(octo.client().await);
+    again
+        .client
+        .send(&json!({"ch": "agent", "type": "subscribe_sessions", "id": "l2", "after": summary.updated_offset}))
+        .await
+        .expect("sends");
+    let items = again
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::Sessions(sessions)) if sessions.done => {
+                Some(sessions.items.clone())
+            }
+            _ => None,
+        })
+        .await;
+    let ids: Vec<_> = items.iter().map(|s| (s.session_id, s.deleted)).collect();
+    assert!(ids.contains(&(second, true)), "{ids:?}");
+    assert!(
+        !ids.iter().any(|(id, _)| *id == first),
+        "unchanged since: {ids:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_pages_a_session_and_the_log_tail_is_the_users() {
+    let octo = Octo::start(json!([])).await;
+    let mut agent = Agent::new(octo.client().await);
+    let (session_id, _) = agent.create_session().await;
+    for i in 0..6 {
+        agent
+            .command(json!({"ch": "agent", "type": "session.rename", "command_id": cid(), "session_id": session_id, "title": format!("t{i}")}))
+            .await;
+    }
+    let all: Vec<Offset> = octo
+        .log()
+        .await
+        .into_iter()
+        .filter(|e| e.session_id == session_id)
+        .map(|e| e.offset)
+        .collect();
+    // Pages of 5, resumed from next_after, until null.
+    let mut pages = Vec::new();
+    let mut after: Option<Offset> = None;
+    loop {
+        agent
+            .client
+            .send(&json!({"ch": "agent", "type": "replay", "id": "p", "session_id": session_id, "after": after, "limit": 5}))
+            .await
+            .expect("sends");
+        let result = agent
+            .until(|frame, _| match frame {
+                ServerFrame::Agent(AgentServerFrame::ReplayResult(result)) => Some(result.clone()),
+                _ => None,
+            })
+            .await;
+        pages.extend(result.entries.iter().map(|e| e.offset));
+        match result.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages.len() <= all.len(), "replay ends");
+    }
+    let replayed: Vec<Offset> = pages.into_iter().filter(|o| all.contains(o)).collect();
+    assert_eq!(
+        replayed,
+        all.iter()
+            .copied()
+            .filter(|o| *o <= *all.last().expect("some"))
+            .collect::<Vec<_>>()
+    );
+
+    // subscribe_log: the user's entries of one type, from the start, then live.
+    agent
+        .client
+        .send(&json!({"ch": "agent", "type": "subscribe_log", "id": "t", "after": null, "types": ["session.renamed"]}))
+        .await
+        .expect("sends");
+    let seen = agent
+        .until(|frame, entries| match frame {
+            ServerFrame::Agent(AgentServerFrame::Entry(_)) => {
+                let renamed = entries
+                    .iter()
+                    .filter(|e| e.body.type_name() == "session.renamed")
+                    .count();
+                (renamed >= 6).then_some(renamed)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, 6);
+    agent
+        .command(json!({"ch": "agent", "type": "session.rename", "command_id": cid(), "session_id": session_id, "title": "live"}))
+        .await;
+    agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::Entry(e))
+                if e.entry.body.type_name() == "session.renamed" =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    agent
+        .client
+        .send(&json!({"ch": "agent", "type": "unsubscribe_log", "id": "t"}))
+        .await
+        .expect("sends");
+    agent
+        .until(|frame, _| {
+            matches!(
+                frame,
+                ServerFrame::Agent(AgentServerFrame::UnsubscribedLog(_))
+            )
+            .then_some(())
+        })
+        .await;
+    agent
+        .command(json!({"ch": "agent", "type": "session.rename", "command_id": cid(), "session_id": session_id, "title": "after"}))
+        .await;
+    assert!(
+        matches!(
+            agent
+                .client
+                .next_frame_within(Duration::from_millis(400))
+                .await,
+            Err(ClientError::Timeout)
+        ),
+        "nothing after unsubscribe_log"
+    );
+
+    // 64 subscriptions at most per connection.
+    for i in 0..64 {
+        agent
+            .client
+            .send(&json!({"ch": "agent", "type": "subscribe_log", "id": format!("m{i}"), "after": null, "types": ["nothing.*"]}))
+            .await
+            .expect("sends");
+    }
+    agent
+        .client
+        .send(&json!({"ch": "agent", "type": "subscribe_log", "id": "one-too-many", "after": null}))
+        .await
+        .expect("sends");
+    let error = agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::Error(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(error.error.code, octo_core::ErrorCode::LimitExceeded);
+    assert_eq!(error.error.reference.as_deref(), Some("max_subscriptions"));
+}

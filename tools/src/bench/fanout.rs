@@ -134,27 +134,32 @@ async fn subscribe_all(
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Subscriber>)> {
     let mut tasks = Vec::with_capacity(n);
     let mut subscribers = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
-        let id = format!("f{i}");
-        // From the session's current head: only new entries are measured.
-        client
-            .send(&json!({"ch": "agent", "type": "subscribe", "id": id, "session_id": session_id, "after": null}))
+    // The session's head now, from one probe subscription: the subscribers start there, so none
+    // replays what earlier configurations appended.
+    let head = {
+        let mut probe = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
+        probe
+            .send(&json!({"ch": "agent", "type": "subscribe", "id": "probe", "session_id": session_id, "after": null}))
             .await?;
-        let head = loop {
+        loop {
             if let ServerFrame::Agent(AgentServerFrame::Subscribed(subscribed)) =
-                client.next_frame_within(Duration::from_secs(30)).await?
+                probe.next_frame_within(Duration::from_secs(30)).await?
             {
                 break subscribed.head.get();
             }
-        };
-        // Drain the replay up to the head.
-        let mut seen = 0;
-        while seen < head {
-            if let ServerFrame::Agent(AgentServerFrame::Entry(entry)) =
+        }
+    };
+    for i in 0..n {
+        let mut client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;
+        let id = format!("f{i}");
+        client
+            .send(&json!({"ch": "agent", "type": "subscribe", "id": id, "session_id": session_id, "after": head}))
+            .await?;
+        loop {
+            if let ServerFrame::Agent(AgentServerFrame::Subscribed(_)) =
                 client.next_frame_within(Duration::from_secs(30)).await?
             {
-                seen = entry.entry.offset.get();
+                break;
             }
         }
         let subscriber = Subscriber {

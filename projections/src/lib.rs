@@ -9,13 +9,14 @@
 //!
 //! Architecture invariant: no sockets and no processes here; the log is the only input.
 
+pub mod history;
 pub mod projector;
 pub mod sessions;
 pub mod store;
 pub mod ui_state;
 
 pub use projector::{ProjectionHandle, WaitError, spawn_projector};
-pub use store::{ProjectionStore, StoreError, Txn};
+pub use store::{ProjectionStore, StoreError, StoreSnapshot, Txn};
 
 use octo_core::LogEntry;
 

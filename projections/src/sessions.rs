@@ -299,6 +299,26 @@ impl Sessions {
         }
     }
 
+    /// A session's record as of a [`StoreSnapshot`](crate::store::StoreSnapshot).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn get_at(
+        snapshot: &crate::store::StoreSnapshot,
+        keyspace: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        use fjall::Readable as _;
+        match snapshot
+            .inner()
+            .get(keyspace, record_key(session_id))
+            .map_err(storage)?
+        {
+            None => Ok(None),
+            Some(bytes) => decode_record(&bytes).map(Some),
+        }
+    }
+
     /// A live session of `user_id`; another user's, a deleted or an unknown session are all
     /// `None` alike (PROTOCOL.md: answered exactly like a session that does not exist).
     ///

@@ -102,6 +102,14 @@ impl ProjectionStore {
             .map_err(|e| self.storage(&e))
     }
 
+    /// A consistent read of every projection's state and applied offset at one moment.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot {
+            inner: self.db.snapshot(),
+            meta: self.meta.clone(),
+        }
+    }
+
     /// The offset a projection has applied (0: nothing).
     ///
     /// # Errors
@@ -289,5 +297,45 @@ impl<'a> Txn<'a> {
             };
         }
         keys.into_keys().collect()
+    }
+}
+
+/// Every projection's state and applied offset at one moment (a fjall snapshot): what one read
+/// that must be consistent across projections uses (`snapshot` of PROTOCOL.md 5.5).
+pub struct StoreSnapshot {
+    inner: fjall::Snapshot,
+    meta: Keyspace,
+}
+
+impl StoreSnapshot {
+    /// The fjall snapshot, for reads of a projection's keyspace.
+    pub fn inner(&self) -> &fjall::Snapshot {
+        &self.inner
+    }
+
+    /// The offset a projection had applied at the snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn applied<P: Projection>(&self) -> Result<Offset, StoreError> {
+        use fjall::Readable as _;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            projection: P::NAME.to_owned(),
+            detail,
+        };
+        match self
+            .inner
+            .get(&self.meta, keyspace_name::<P>())
+            .map_err(|e| corrupt(e.to_string()))?
+        {
+            None => Ok(Offset::ZERO),
+            Some(bytes) => {
+                let raw: [u8; 8] = bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("applied offset is not 8 bytes".to_owned()))?;
+                Offset::from_be_bytes(raw).map_err(|e| corrupt(e.to_string()))
+            }
+        }
     }
 }

@@ -209,6 +209,26 @@ impl UiState {
         }
     }
 
+    /// A session's state as of a [`StoreSnapshot`](crate::store::StoreSnapshot).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn get_at(
+        snapshot: &crate::store::StoreSnapshot,
+        keyspace: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<SessionUi, StoreError> {
+        use fjall::Readable as _;
+        match snapshot
+            .inner()
+            .get(keyspace, session_key(session_id))
+            .map_err(storage)?
+        {
+            None => Ok(SessionUi::default()),
+            Some(bytes) => octo_core::codec::from_msgpack(&bytes).map_err(corrupt),
+        }
+    }
+
     /// Every session with state, in session id order.
     ///
     /// # Errors

@@ -10,6 +10,7 @@ use octo_core::{
     Body, Command, CommandId, Event, Kind, LogEntry, MessageId, Offset, PartId, Producer,
     ProducerId, RunId, SessionId, UserId,
 };
+use octo_projections::history::History;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
 use octo_projections::{Projection, ProjectionStore};
@@ -29,6 +30,8 @@ fn command(value: serde_json::Value) -> Command {
 struct LogBuilder {
     entries: Vec<LogEntry>,
     seq: u64,
+    /// Some turns break off mid-stream (random logs only; the fixed tests want whole turns).
+    breaks: bool,
 }
 
 impl LogBuilder {
@@ -36,6 +39,7 @@ impl LogBuilder {
         LogBuilder {
             entries: Vec::new(),
             seq: 0,
+            breaks: false,
         }
     }
 
@@ -135,6 +139,35 @@ impl LogBuilder {
         self.event(
             user,
             session_id,
+            json!({"type": "stream.message_start", "message_id": message_id, "run_id": run_id,
+            "role": "assistant", "provider": "fake", "model_id": "m1"}),
+        );
+        let part_id = PartId::new();
+        for i in 0..rng.random_range(0..3) {
+            self.event(
+                user,
+                session_id,
+                json!({"type": "stream.text_delta", "message_id": message_id,
+                "part_id": part_id, "index": 0, "delta": format!("d{i} ")}),
+            );
+        }
+        if rng.random_bool(0.3) {
+            self.event(user, session_id, json!({"type": "stream.tool_call_delta", "message_id": message_id,
+                "part_id": PartId::new(), "index": 1, "delta": "{\"command\":", "tool_call_id": "c9", "name": "bash"}));
+        }
+        if self.breaks && rng.random_bool(0.15) {
+            // The stream breaks off: the run fails before the message ends.
+            self.event(
+                user,
+                session_id,
+                json!({"type": "run.failed", "run_id": run_id,
+                "error": {"code": "harness_exited", "message": "gone"}, "recoverable": true}),
+            );
+            return;
+        }
+        self.event(
+            user,
+            session_id,
             json!({"type": "stream.message_end", "message": {"id": message_id, "role": "assistant",
             "created_ms": 2, "parts": [{"type": "text", "id": PartId::new(), "text": "done"}]}}),
         );
@@ -161,6 +194,7 @@ impl LogBuilder {
 fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = LogBuilder::new();
+    log.breaks = true;
     let mut sessions: Vec<(String, SessionId)> = Vec::new();
     for step in 0..n_steps {
         let user = if rng.random_bool(0.7) { "alice" } else { "bob" }.to_owned();
@@ -312,6 +346,7 @@ proptest::proptest! {
         let entries = random_log(seed, n_steps);
         proptest::prop_assert_eq!(rebuild(&Sessions, &entries), incremental(&Sessions, &entries, seed));
         proptest::prop_assert_eq!(rebuild(&UiState, &entries), incremental(&UiState, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&History, &entries), incremental(&History, &entries, seed));
     }
 }
 
@@ -607,4 +642,130 @@ async fn projector_follows_the_log_and_resumes() {
         matches!(waited, Err(octo_projections::WaitError::Timeout { .. })),
         "{waited:?}"
     );
+}
+
+#[test]
+fn history_builds_drafts_and_pages_a_forked_view() {
+    let mut log = LogBuilder::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let parent = log.create("alice");
+    for i in 0..3 {
+        log.turn("alice", parent, &format!("question {i}"), &mut rng);
+    }
+    // A fork at the parent's newest entry, then a turn of its own.
+    let at = Offset::new(log.entries.len() as u64).expect("small");
+    let child = SessionId::new();
+    let (cause, _) = log.command(
+        "alice",
+        parent,
+        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
+    );
+    log.event(
+        "alice",
+        child,
+        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
+        "harness": "pi", "workspace": "w", "user_messages_inherited": 3, "cause": cause}),
+    );
+    log.turn("alice", parent, "after the fork, parent only", &mut rng);
+    // The child streams: a draft with text and a tool call whose arguments are still arriving.
+    let (cause, _) = log.command(
+        "alice",
+        child,
+        json!({"type": "prompt", "text": "child question"}),
+    );
+    let run_id = RunId::new();
+    log.event(
+        "alice",
+        child,
+        json!({"type": "agent.working", "run_id": run_id, "cause": cause}),
+    );
+    let message_id = MessageId::new();
+    let (text_part, tool_part) = (PartId::new(), PartId::new());
+    log.event(
+        "alice",
+        child,
+        json!({"type": "stream.message_start", "message_id": message_id, "run_id": run_id,
+        "role": "assistant", "provider": "fake", "model_id": "m1"}),
+    );
+    for delta in ["Hel", "lo"] {
+        log.event("alice", child, json!({"type": "stream.text_delta", "message_id": message_id, "part_id": text_part, "index": 0, "delta": delta}));
+    }
+    log.event(
+        "alice",
+        child,
+        json!({"type": "stream.tool_call_delta", "message_id": message_id, "part_id": tool_part,
+        "index": 1, "delta": "{\"command\": \"l", "tool_call_id": "c1", "name": "bash"}),
+    );
+    log.event(
+        "alice",
+        child,
+        json!({"type": "stream.tool_call_delta", "message_id": message_id, "part_id": tool_part,
+        "index": 1, "delta": "s\"}"}),
+    );
+
+    let stores = Stores::new();
+    let store = stores.open();
+    let history = store.keyspace::<History>().expect("keyspace");
+    store
+        .apply(&History, &history, &log.entries)
+        .expect("applies");
+    let sessions = store.keyspace::<Sessions>().expect("keyspace");
+    store
+        .apply(&Sessions, &sessions, &log.entries)
+        .expect("applies");
+    let snapshot = store.snapshot();
+    assert_eq!(
+        snapshot.applied::<History>().expect("reads").get(),
+        log.entries.len() as u64
+    );
+
+    let draft = History::draft(&snapshot, &history, &child)
+        .expect("reads")
+        .expect("a draft");
+    assert_eq!(draft.run_id, run_id);
+    assert_eq!(draft.message.id, message_id);
+    match &draft.message.parts[..] {
+        [octo_core::Part::Text(text), octo_core::Part::ToolCall(call)] => {
+            assert_eq!((text.id, text.text.as_str()), (text_part, "Hello"));
+            assert_eq!(
+                (call.id, call.tool_call_id.as_str(), call.name.as_str()),
+                (tool_part, "c1", "bash")
+            );
+            assert_eq!(call.input, json!({"command": "ls"}));
+        }
+        other => panic!("text then tool call: {other:?}"),
+    }
+
+    // The child's view: the parent's messages up to the fork, then its own (the user message of
+    // its prompt is not in this log: the draft is its only own content so far).
+    let page = History::page(&snapshot, &history, &sessions, &child, None, 200).expect("reads");
+    let parent_page =
+        History::page(&snapshot, &history, &sessions, &parent, None, 200).expect("reads");
+    assert!(
+        page.messages.iter().all(|(offset, _)| *offset <= at),
+        "inherited up to the fork"
+    );
+    assert_eq!(
+        parent_page.messages.len(),
+        page.messages.len() + 2,
+        "the parent went on after the fork"
+    );
+    assert_eq!(
+        page.messages[..],
+        parent_page.messages[..page.messages.len()]
+    );
+    // Paging: two at a time, oldest first within a page, back to the start.
+    let mut before = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = History::page(&snapshot, &history, &sessions, &child, before, 2).expect("reads");
+        assert!(page.messages.len() <= 2);
+        paged.splice(0..0, page.messages.clone());
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    let whole = History::page(&snapshot, &history, &sessions, &child, None, 200).expect("reads");
+    assert_eq!(paged, whole.messages);
 }

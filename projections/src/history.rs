@@ -1,0 +1,291 @@
+//! The `history` projection: each session's messages as the protocol's [`Message`] (PROTOCOL.md
+//! 7), lossless, and the assistant message streaming now as a draft built from its deltas. It
+//! serves `snapshot` (5.5): a long session opens with one read and then subscribes after its
+//! `as_of`, with the same result as a full replay.
+//!
+//! A fork's view is its parent's messages up to the fork point, then its own: derived at read time
+//! from the parent chain, never copied.
+//!
+//! Keys:
+//! - `m` ++ session id ++ offset -> [`Message`] (msgpack): a completed message, keyed by the offset
+//!   of the entry that completed it (`message.created` or `stream.message_end`);
+//! - `d` ++ session id -> [`Draft`] (msgpack): the assistant message being streamed.
+
+use fjall::{Keyspace, Readable};
+use octo_core::message::{Part, Role, TextPart, ThinkingPart, ToolCallPart};
+use octo_core::{Body, Event, LogEntry, Message, MessageId, Offset, PartId, RunId, SessionId};
+use serde::{Deserialize, Serialize};
+
+use crate::sessions::Sessions;
+use crate::store::{StoreError, StoreSnapshot};
+use crate::{Projection, Txn};
+
+/// Messages per `snapshot` page.
+pub const SNAPSHOT_MESSAGES_MAX: usize = 200;
+
+/// The assistant message being streamed, as its deltas built it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    pub run_id: RunId,
+    pub message: Message,
+    /// Part indexes, parallel to `message.parts` (deltas address parts by index).
+    pub indexes: Vec<u32>,
+    /// Raw argument text of tool calls so far, parallel to `message.parts` (empty for others).
+    pub tool_args: Vec<String>,
+}
+
+/// The `history` fold.
+#[derive(Debug, Default)]
+pub struct History;
+
+fn session_prefix(tag: u8, session_id: &SessionId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
+    key.push(tag);
+    key.extend_from_slice(session_id.as_bytes());
+    key
+}
+
+fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
+    let mut key = session_prefix(b'm', session_id);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+fn draft_key(session_id: &SessionId) -> Vec<u8> {
+    session_prefix(b'd', session_id)
+}
+
+impl Draft {
+    /// The part at `index`, created (with `part_id`) by `make` when it is new.
+    fn part(&mut self, index: u32, make: impl FnOnce() -> Part) -> usize {
+        match self.indexes.iter().position(|i| *i == index) {
+            Some(position) => position,
+            None => {
+                let position = self.indexes.iter().take_while(|i| **i < index).count();
+                self.indexes.insert(position, index);
+                self.message.parts.insert(position, make());
+                self.tool_args.insert(position, String::new());
+                position
+            }
+        }
+    }
+}
+
+fn text_part(id: PartId) -> Part {
+    Part::Text(TextPart {
+        id,
+        text: String::new(),
+        truncated: false,
+    })
+}
+
+impl Projection for History {
+    const NAME: &'static str = "history";
+    const VERSION: u32 = 1;
+
+    fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
+        let Body::Event(event) = &entry.body else {
+            return;
+        };
+        let session_id = &entry.session_id;
+        match event {
+            Event::MessageCreated(created) => {
+                txn.put_value(message_key(session_id, entry.offset), &created.message);
+            }
+            Event::StreamMessageEnd(end) => {
+                txn.put_value(message_key(session_id, entry.offset), &end.message);
+                txn.delete(draft_key(session_id));
+            }
+            Event::StreamMessageStart(start) => {
+                let mut message =
+                    Message::new(start.message_id, Role::Assistant, Vec::new(), entry.ts_ms);
+                message.provider = Some(start.provider.clone());
+                message.model_id = Some(start.model_id.clone());
+                let draft = Draft {
+                    run_id: start.run_id,
+                    message,
+                    indexes: Vec::new(),
+                    tool_args: Vec::new(),
+                };
+                txn.put_value(draft_key(session_id), &draft);
+            }
+            Event::StreamTextDelta(delta) => {
+                fold_delta(txn, session_id, delta.message_id, |draft| {
+                    let at = draft.part(delta.index, || text_part(delta.part_id));
+                    if let Part::Text(part) = &mut draft.message.parts[at] {
+                        part.text.push_str(&delta.delta);
+                    }
+                });
+            }
+            Event::StreamThinkingDelta(delta) => {
+                fold_delta(txn, session_id, delta.message_id, |draft| {
+                    let at = draft.part(delta.index, || {
+                        Part::Thinking(ThinkingPart {
+                            id: delta.part_id,
+                            text: String::new(),
+                            signature: None,
+                        })
+                    });
+                    if let Part::Thinking(part) = &mut draft.message.parts[at] {
+                        part.text.push_str(&delta.delta);
+                    }
+                });
+            }
+            Event::StreamToolCallDelta(delta) => {
+                fold_delta(txn, session_id, delta.message_id, |draft| {
+                    let at = draft.part(delta.index, || {
+                        Part::ToolCall(ToolCallPart {
+                            id: delta.part_id,
+                            tool_call_id: String::new(),
+                            name: String::new(),
+                            input: serde_json::Value::Null,
+                        })
+                    });
+                    draft.tool_args[at].push_str(&delta.delta);
+                    if let Part::ToolCall(part) = &mut draft.message.parts[at] {
+                        if let Some(id) = &delta.tool_call_id {
+                            part.tool_call_id.clone_from(id);
+                        }
+                        if let Some(name) = &delta.name {
+                            part.name.clone_from(name);
+                        }
+                        // The arguments so far: parsed once they form JSON, else the raw text.
+                        part.input =
+                            serde_json::from_str(&draft.tool_args[at]).unwrap_or_else(|_| {
+                                serde_json::Value::String(draft.tool_args[at].clone())
+                            });
+                    }
+                });
+            }
+            // A run that ends without its message's end leaves no draft behind.
+            Event::AgentIdle(_) | Event::RunFailed(_) | Event::RunTimedOut(_) => {
+                txn.delete(draft_key(session_id));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn fold_delta(
+    txn: &mut Txn<'_>,
+    session_id: &SessionId,
+    message_id: MessageId,
+    fold: impl FnOnce(&mut Draft),
+) {
+    let key = draft_key(session_id);
+    let Some(mut draft) = txn.get_value::<Draft>(&key) else {
+        return;
+    };
+    if draft.message.id != message_id {
+        return;
+    }
+    fold(&mut draft);
+    txn.put_value(key, &draft);
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage {
+        path: std::path::PathBuf::new(),
+        detail: e.to_string(),
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        projection: History::NAME.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// A page of a session's view, newest last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePage {
+    /// (offset, message), oldest first.
+    pub messages: Vec<(Offset, Message)>,
+    /// Pass as `before` for older messages; `None` when there are none.
+    pub next_before: Option<Offset>,
+}
+
+impl History {
+    /// The newest `limit` messages of a session's view with offsets below `before` (all when
+    /// `None`), read from one consistent snapshot. The view of a fork continues into its parent's
+    /// messages up to the fork offset, recursively.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn page(
+        snapshot: &StoreSnapshot,
+        history: &Keyspace,
+        sessions: &Keyspace,
+        session_id: &SessionId,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        let mut newest_first: Vec<(Offset, Message)> = Vec::with_capacity(limit + 1);
+        // (session, the highest offset of its part of the view)
+        let mut link = Some((*session_id, Offset::MAX));
+        while let Some((session, upper)) = link.take() {
+            let upper = match before {
+                Some(before) if before <= upper => match before.get().checked_sub(1) {
+                    Some(below) => Offset::new(below).map_err(corrupt)?,
+                    None => break,
+                },
+                _ => upper,
+            };
+            let from = message_key(&session, Offset::ZERO);
+            let to = message_key(&session, upper);
+            for guard in snapshot.inner().range(history, from..=to).rev() {
+                let (key, value) = guard.into_inner().map_err(storage)?;
+                let offset_bytes: [u8; 8] = key
+                    .get(17..25)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
+                let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
+                let message: Message = octo_core::codec::from_msgpack(&value).map_err(corrupt)?;
+                newest_first.push((offset, message));
+                if newest_first.len() > limit {
+                    break;
+                }
+            }
+            if newest_first.len() > limit {
+                break;
+            }
+            let record = Sessions::get_at(snapshot, sessions, &session)?;
+            link = record
+                .and_then(|record| record.summary.parent)
+                .map(|parent| (parent.session_id, parent.offset));
+        }
+        let next_before = if newest_first.len() > limit {
+            newest_first.truncate(limit);
+            newest_first.last().map(|(offset, _)| *offset)
+        } else {
+            None
+        };
+        newest_first.reverse();
+        Ok(MessagePage {
+            messages: newest_first,
+            next_before,
+        })
+    }
+
+    /// The assistant message a session is streaming now, as of the snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn draft(
+        snapshot: &StoreSnapshot,
+        history: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<Option<Draft>, StoreError> {
+        match snapshot
+            .inner()
+            .get(history, draft_key(session_id))
+            .map_err(storage)?
+        {
+            None => Ok(None),
+            Some(bytes) => octo_core::codec::from_msgpack(&bytes)
+                .map(Some)
+                .map_err(corrupt),
+        }
+    }
+}

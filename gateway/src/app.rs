@@ -9,9 +9,10 @@ use std::time::Duration;
 use octo_core::frame::{HarnessInfo, HelloLimits};
 use octo_core::{FieldLimits, Offset, ProducerId, SessionId, UserId};
 use octo_log::{EventLog, QueueBound};
-use octo_projections::ProjectionHandle;
+use octo_projections::history::History;
 use octo_projections::sessions::{SessionRecord, Sessions};
 use octo_projections::ui_state::{SessionUi, UiState};
+use octo_projections::{ProjectionHandle, ProjectionStore};
 
 use crate::users::UserStore;
 
@@ -23,6 +24,9 @@ pub struct App {
     pub log: Arc<dyn EventLog>,
     pub sessions: ProjectionHandle<Sessions>,
     pub ui: ProjectionHandle<UiState>,
+    pub history: ProjectionHandle<History>,
+    /// The projections' store, for reads that must be consistent across them.
+    pub store: ProjectionStore,
     pub users: UserStore,
     /// `gw:<node_id>`.
     pub producer: ProducerId,
@@ -57,6 +61,8 @@ impl App {
         log: Arc<dyn EventLog>,
         sessions: ProjectionHandle<Sessions>,
         ui: ProjectionHandle<UiState>,
+        history: ProjectionHandle<History>,
+        store: ProjectionStore,
         users: UserStore,
         producer: ProducerId,
         demo: bool,
@@ -74,6 +80,8 @@ impl App {
             log,
             sessions,
             ui,
+            history,
+            store,
             users,
             producer,
             demo,
@@ -161,5 +169,76 @@ impl App {
             .map_err(|e| ReadFailure::Unavailable(format!("ui_state projection: {e}")))?;
         UiState::get(self.ui.keyspace(), session_id)
             .map_err(|e| ReadFailure::Unavailable(e.to_string()))
+    }
+}
+
+impl App {
+    /// The materialised session for `snapshot` (PROTOCOL.md 5.5): completed messages (the newest
+    /// 200 below `before`), the open run with its draft, and the summary, from one consistent read
+    /// of the projections. `as_of` is the `history` projection's applied offset in that read: the
+    /// messages and the draft are exactly as of it (the summary and the run's phase are at least
+    /// as new), so `subscribe{after: as_of}` continues it with nothing missed and nothing twice.
+    ///
+    /// # Errors
+    /// `session_not_found` (the caller has checked ownership; a race with a delete), `unavailable`.
+    pub fn snapshot(
+        &self,
+        id: octo_core::ReqId,
+        session_id: SessionId,
+        before: Option<Offset>,
+    ) -> Result<octo_core::frame::SnapshotResult, octo_core::Error> {
+        use octo_core::{Error, ErrorCode};
+        let failed = |e: octo_projections::StoreError| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("cannot read the projections: {e}; retry"),
+            )
+        };
+        let snapshot = self.store.snapshot();
+        let as_of = snapshot.applied::<History>().map_err(failed)?;
+        let record = Sessions::get_at(&snapshot, self.sessions.keyspace(), &session_id)
+            .map_err(failed)?
+            .ok_or_else(|| {
+                Error::new(ErrorCode::SessionNotFound, "no such session")
+                    .with_ref(session_id.to_string())
+            })?;
+        let page = History::page(
+            &snapshot,
+            self.history.keyspace(),
+            self.sessions.keyspace(),
+            &session_id,
+            before,
+            octo_projections::history::SNAPSHOT_MESSAGES_MAX,
+        )
+        .map_err(failed)?;
+        let ui = UiState::get_at(&snapshot, self.ui.keyspace(), &session_id).map_err(failed)?;
+        let draft =
+            History::draft(&snapshot, self.history.keyspace(), &session_id).map_err(failed)?;
+        let open_run = match (ui.open_run, draft) {
+            (Some(run), draft) => Some(octo_core::frame::OpenRun {
+                run_id: run.run_id,
+                draft: draft.filter(|d| d.run_id == run.run_id).map(|d| d.message),
+                phase: run.phase,
+            }),
+            (None, Some(draft)) => Some(octo_core::frame::OpenRun {
+                run_id: draft.run_id,
+                draft: Some(draft.message),
+                phase: octo_core::frame::RunPhase::Generating,
+            }),
+            (None, None) => None,
+        };
+        Ok(octo_core::frame::SnapshotResult {
+            id,
+            session_id,
+            as_of,
+            summary: record.summary,
+            messages: page
+                .messages
+                .into_iter()
+                .map(|(_, message)| message)
+                .collect(),
+            open_run,
+            next_before: page.next_before,
+        })
     }
 }

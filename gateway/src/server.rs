@@ -11,6 +11,7 @@ use octo_core::frame::{HarnessInfo, ModelInfo};
 use octo_core::{ModelRef, ProducerId, ThinkingLevel};
 use octo_log::EventLog;
 use octo_log::fjall::{FjallConfig, FjallLog};
+use octo_projections::history::History;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
 use octo_projections::{ProjectionStore, spawn_projector};
@@ -263,12 +264,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(data_dir.join("log")))?;
     let store = ProjectionStore::open(data_dir.join("projections"))?;
     let sessions = spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?;
-    let ui = spawn_projector(Arc::clone(&log), store, UiState).await?;
+    let ui = spawn_projector(Arc::clone(&log), store.clone(), UiState).await?;
+    let history = spawn_projector(Arc::clone(&log), store.clone(), History).await?;
     let producer = ProducerId::new(format!("gw:{}", config.node_id))?;
     let app = Arc::new(App::new(
         Arc::clone(&log),
         sessions,
         ui,
+        history,
+        store,
         users,
         producer,
         demo.is_some(),

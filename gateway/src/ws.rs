@@ -458,11 +458,7 @@ impl Connection {
                 .await;
                 Ok(())
             }
-            ClientFrame::Agent(AgentFrame::Snapshot(_)) => Err(Error::new(
-                ErrorCode::Unsupported,
-                "snapshot is not served yet: subscribe from null",
-            )
-            .with_ref("snapshot")),
+            ClientFrame::Agent(AgentFrame::Snapshot(snapshot)) => self.snapshot(snapshot).await,
             ClientFrame::Files(_) => Err(Error::new(
                 ErrorCode::Unsupported,
                 "the files channel is not offered (see hello.capabilities)",
@@ -603,6 +599,44 @@ impl Connection {
             subscription,
         ));
         self.log_tails.insert(subscribe.id, TaskGuard(task));
+        Ok(())
+    }
+
+    async fn snapshot(&self, request: octo_core::frame::Snapshot) -> Result<(), Error> {
+        self.check_owned(&request.session_id).await?;
+        // `at` is a floor: the snapshot is as of at least that offset (read your writes).
+        let at = match request.at {
+            Some(at) => {
+                let head = self.app.log.head();
+                if at > head {
+                    return Err(Error::new(
+                        ErrorCode::InvalidOffset,
+                        format!("at {at} is beyond the log head {head}"),
+                    )
+                    .with_ref("at"));
+                }
+                at
+            }
+            None => self.app.log.head(),
+        };
+        for projection in [
+            self.app
+                .history
+                .wait_for(at, crate::app::READ_YOUR_WRITES)
+                .await,
+            self.app.ui.wait_for(at, crate::app::READ_YOUR_WRITES).await,
+            self.app
+                .sessions
+                .wait_for(at, crate::app::READ_YOUR_WRITES)
+                .await,
+        ] {
+            projection.map_err(unavailable)?;
+        }
+        let result = self
+            .app
+            .snapshot(request.id, request.session_id, request.before)?;
+        self.send(agent(AgentServerFrame::SnapshotResult(result)))
+            .await;
         Ok(())
     }
 

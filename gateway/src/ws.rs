@@ -849,13 +849,14 @@ async fn stream_listing(
     }
     loop {
         let applied = app.sessions.applied();
-        if app
+        match app
             .sessions
             .wait_for(applied.successor(), Duration::from_secs(3600))
             .await
-            .is_err()
         {
-            continue;
+            Ok(()) => {}
+            Err(octo_projections::WaitError::Timeout { .. }) => continue,
+            Err(e) => return fail(unavailable(e)).await,
         }
         tokio::time::sleep(SUMMARY_PACE).await;
         loop {

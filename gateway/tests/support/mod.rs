@@ -212,6 +212,26 @@ impl Agent {
         &mut self,
         mut pick: impl FnMut(&ServerFrame, &[LogEntry]) -> Option<T>,
     ) -> T {
+        // Already true of what arrived (entries, or a frame that came while waiting for another).
+        let nothing_new = ServerFrame::System(octo_core::frame::SystemServerFrame::Pong(
+            octo_core::frame::Pong {
+                id: octo_core::ReqId::new("-").expect("valid"),
+                ts_ms: 0,
+            },
+        ));
+        if let Some(found) = pick(&nothing_new, &self.entries) {
+            return found;
+        }
+        let mut earlier = std::mem::take(&mut self.others);
+        if let Some(index) = earlier
+            .iter()
+            .position(|frame| pick(frame, &self.entries).is_some())
+        {
+            let frame = earlier.remove(index);
+            self.others = earlier;
+            return pick(&frame, &self.entries).expect("it matched just now");
+        }
+        self.others = earlier;
         loop {
             let frame = self
                 .client

@@ -16,10 +16,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use octo_core::frame::{
-    AgentFrame, AgentServerFrame, ClientFrame, EntryFrame, Hello, Pong, ProtocolVersion, Replay,
-    ReplayResult, ServerFrame, SessionSummaryFrame, Sessions as SessionsFrame, Subscribe,
-    SubscribeLog, SubscribeSessions, Subscribed, SubscribedLog, SystemFrame, SystemServerFrame,
-    Unsubscribed, UnsubscribedLog, UnsubscribedSessions, UserInfo,
+    AgentFrame, AgentServerFrame, ClientFrame, Hello, Pong, ProtocolVersion, Replay, ReplayResult,
+    ServerFrame, SessionSummaryFrame, Sessions as SessionsFrame, Subscribe, SubscribeLog,
+    SubscribeSessions, Subscribed, SubscribedLog, SystemFrame, SystemServerFrame, Unsubscribed,
+    UnsubscribedLog, UnsubscribedSessions, UserInfo,
 };
 use octo_core::frame::{Channel, ErrorFrame};
 use octo_core::limits::{OUTBOUND_FRAME_BYTES_MAX, SESSIONS_CHUNK_ITEMS_MAX, SOCKET_STALL_MS};
@@ -595,6 +595,7 @@ impl Connection {
         let task = tokio::spawn(stream_log(
             Arc::clone(&self.app),
             self.out.clone(),
+            self.encoding,
             subscribe.id.clone(),
             subscription,
         ));
@@ -706,18 +707,13 @@ async fn stream_session(
     encoding: Encoding,
     id: ReqId,
     session_id: SessionId,
-    mut subscription: Subscription,
+    subscription: Subscription,
 ) {
     let head = match app.log.session_head(session_id).await {
         Ok(head) => head,
         Err(e) => {
-            let _ = out
-                .send(Outbound::frame(error_frame(
-                    Channel::Agent,
-                    Some(id),
-                    unavailable(e),
-                )))
-                .await;
+            let error = error_frame(Channel::Agent, Some(id), unavailable(e));
+            let _ = out.send(Outbound::frame(error)).await;
             return;
         }
     };
@@ -726,44 +722,44 @@ async fn stream_session(
         session_id,
         head,
     }));
-    if out.send(Outbound::frame(subscribed)).await.is_err() {
-        return;
-    }
-    loop {
-        let entry = match subscription.next().await {
-            Ok(entry) => entry,
-            Err(e) => {
-                let _ = out
-                    .send(Outbound::frame(error_frame(
-                        Channel::Agent,
-                        Some(id),
-                        unavailable(e),
-                    )))
-                    .await;
-                return;
-            }
-        };
-        let Some(message) = app.frames.entry(session_id, &entry, encoding) else {
-            tracing::error!(offset = %entry.offset, "an entry frame could not be encoded");
-            continue;
-        };
-        if out.send(Outbound::Encoded(message)).await.is_err() {
-            return;
-        }
-    }
+    stream_entries(
+        app,
+        out,
+        encoding,
+        id,
+        subscription,
+        subscribed,
+        Some(session_id),
+    )
+    .await;
 }
 
 /// The user's whole log (5.6).
 async fn stream_log(
     app: SharedApp,
     out: mpsc::Sender<Outbound>,
+    encoding: Encoding,
     id: ReqId,
-    mut subscription: Subscription,
+    subscription: Subscription,
 ) {
     let subscribed = agent(AgentServerFrame::SubscribedLog(SubscribedLog {
         id: id.clone(),
         head: Some(app.log.head()),
     }));
+    stream_entries(app, out, encoding, id, subscription, subscribed, None).await;
+}
+
+/// Sends `subscribed`, then every entry of `subscription` as an `entry` frame whose `session_id`
+/// is `subscribed_session` (a session's view) or the entry's own (the log tail).
+async fn stream_entries(
+    app: SharedApp,
+    out: mpsc::Sender<Outbound>,
+    encoding: Encoding,
+    id: ReqId,
+    mut subscription: Subscription,
+    subscribed: ServerFrame,
+    subscribed_session: Option<SessionId>,
+) {
     if out.send(Outbound::frame(subscribed)).await.is_err() {
         return;
     }
@@ -771,21 +767,17 @@ async fn stream_log(
         let entry = match subscription.next().await {
             Ok(entry) => entry,
             Err(e) => {
-                let _ = out
-                    .send(Outbound::frame(error_frame(
-                        Channel::Agent,
-                        Some(id),
-                        unavailable(e),
-                    )))
-                    .await;
+                let error = error_frame(Channel::Agent, Some(id), unavailable(e));
+                let _ = out.send(Outbound::frame(error)).await;
                 return;
             }
         };
-        let frame = agent(AgentServerFrame::Entry(EntryFrame {
-            session_id: entry.session_id,
-            entry: (*entry).clone(),
-        }));
-        if out.send(Outbound::frame(frame)).await.is_err() {
+        let frame_session = subscribed_session.unwrap_or(entry.session_id);
+        let Some(message) = app.frames.entry(frame_session, &entry, encoding) else {
+            tracing::error!(offset = %entry.offset, "an entry frame could not be encoded");
+            continue;
+        };
+        if out.send(Outbound::Encoded(message)).await.is_err() {
             return;
         }
     }

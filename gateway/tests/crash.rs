@@ -139,10 +139,7 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
     // The interrupted run and the unsettled follow-up are failed as runner_lost.
     let settled = agent
         .until(|_, entries| {
-            let run_failed = entries.iter().find_map(|e| match event(e) {
-                Some(Event::RunFailed(failed)) => Some(failed.clone()),
-                _ => None,
-            })?;
+            let run_failed = find_event!(entries, Event::RunFailed)?;
             let command_failed = entries.iter().find_map(|e| match event(e) {
                 Some(Event::CommandFailed(failed)) if failed.cause == follow_up => {
                     Some(failed.clone())

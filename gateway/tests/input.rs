@@ -32,12 +32,7 @@ async fn a_dialog_is_answered_through_the_socket_and_one_times_out() {
     agent.subscribe(session_id, None).await;
     let prompt = agent.prompt(session_id, "clean the workspace").await;
     let requested = agent
-        .until(|_, entries| {
-            entries.iter().find_map(|e| match event(e) {
-                Some(Event::InputRequested(requested)) => Some(requested.clone()),
-                _ => None,
-            })
-        })
+        .until(|_, entries| find_event!(entries, Event::InputRequested))
         .await;
     assert_eq!(requested.kind, InputKind::Confirm);
     assert_eq!(requested.title, "Dangerous command");
@@ -69,10 +64,7 @@ async fn a_dialog_is_answered_through_the_socket_and_one_times_out() {
         .await;
     assert_eq!(answer.status, AckStatus::Accepted, "{answer:?}");
     let run = agent.until_run_ends(prompt).await;
-    let resolved = run.iter().find_map(|e| match event(e) {
-        Some(Event::InputResolved(resolved)) => Some(resolved.clone()),
-        _ => None,
-    });
+    let resolved = find_event!(run, Event::InputResolved);
     let resolved = resolved.unwrap_or_else(|| panic!("input.resolved: {:?}", types(&run)));
     assert_eq!(resolved.outcome, InputOutcome::Answered);
     assert_eq!(resolved.cause, answer.offset);
@@ -99,10 +91,7 @@ async fn a_dialog_is_answered_through_the_socket_and_one_times_out() {
     // Nobody answers the select: it times out, pi gets `cancelled`, the extension blocks the tool.
     let prompt = agent.prompt(session_id, "go slow").await;
     let run = agent.until_run_ends(prompt).await;
-    let requested = run.iter().find_map(|e| match event(e) {
-        Some(Event::InputRequested(requested)) => Some(requested.clone()),
-        _ => None,
-    });
+    let requested = find_event!(run, Event::InputRequested);
     let requested = requested.unwrap_or_else(|| panic!("input.requested: {:?}", types(&run)));
     assert_eq!(requested.kind, InputKind::Select);
     assert_eq!(
@@ -110,10 +99,7 @@ async fn a_dialog_is_answered_through_the_socket_and_one_times_out() {
         vec!["slow".to_owned(), "fast".to_owned()]
     );
     assert_eq!(requested.timeout_ms, Some(1500));
-    let resolved = run.iter().find_map(|e| match event(e) {
-        Some(Event::InputResolved(resolved)) => Some(resolved.clone()),
-        _ => None,
-    });
+    let resolved = find_event!(run, Event::InputResolved);
     assert_eq!(
         resolved.map(|r| r.outcome),
         Some(InputOutcome::TimedOut),

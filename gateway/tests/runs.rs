@@ -100,13 +100,8 @@ async fn abort_set_model_and_compact() {
     assert_eq!(names.first(), Some(&"compact"));
     assert!(names.contains(&"agent.working"), "{names:?}");
     assert!(names.contains(&"compact.start"), "{names:?}");
-    let end = run
-        .iter()
-        .find_map(|e| match event(e) {
-            Some(Event::CompactEnd(end)) => Some(end.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("compact.end: {names:?}"));
+    let end =
+        find_event!(run, Event::CompactEnd).unwrap_or_else(|| panic!("compact.end: {names:?}"));
     assert!(end.ok, "{end:?}");
     assert_eq!(end.cause, Some(compact_at));
     assert!(
@@ -165,10 +160,7 @@ async fn a_killed_pi_fails_its_run_and_the_next_prompt_restarts_it() {
         .await;
     nix_kill(pid);
     let run = agent.until_run_ends(prompt).await;
-    let failed = run.iter().find_map(|e| match event(e) {
-        Some(Event::RunFailed(failed)) => Some(failed.clone()),
-        _ => None,
-    });
+    let failed = find_event!(run, Event::RunFailed);
     let failed = failed.unwrap_or_else(|| panic!("run.failed: {:?}", types(&run)));
     assert!(failed.recoverable);
     assert_eq!(failed.error.code, ErrorCode::HarnessExited);

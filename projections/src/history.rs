@@ -17,7 +17,7 @@ use octo_core::{Body, Event, LogEntry, Message, MessageId, Offset, PartId, RunId
 use serde::{Deserialize, Serialize};
 
 use crate::sessions::Sessions;
-use crate::store::{StoreError, StoreSnapshot};
+use crate::store::{StoreError, StoreSnapshot, storage};
 use crate::{Projection, Txn};
 
 /// Messages per `snapshot` page.
@@ -183,18 +183,8 @@ fn fold_delta(
     txn.put_value(key, &draft);
 }
 
-fn storage(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage {
-        path: std::path::PathBuf::new(),
-        detail: e.to_string(),
-    }
-}
-
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        projection: History::NAME.to_owned(),
-        detail: e.to_string(),
-    }
+    StoreError::corrupt::<History>(e)
 }
 
 /// A page of a session's view, newest last.

@@ -17,7 +17,7 @@ use octo_core::message::{Part, Role, ThinkingLevel, Usage};
 use octo_core::{Body, Event, LogEntry, ModelRef, Offset, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, storage};
 use crate::{Projection, Txn};
 
 /// Characters of the first user message shown as a preview.
@@ -270,17 +270,7 @@ fn fold_event(
 }
 
 fn decode_record(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
-    octo_core::codec::from_msgpack(bytes).map_err(|e| StoreError::Corrupt {
-        projection: Sessions::NAME.to_owned(),
-        detail: e.to_string(),
-    })
-}
-
-fn storage(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage {
-        path: std::path::PathBuf::new(),
-        detail: e.to_string(),
-    }
+    octo_core::codec::from_msgpack(bytes).map_err(StoreError::corrupt::<Sessions>)
 }
 
 impl Sessions {

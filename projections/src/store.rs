@@ -339,3 +339,21 @@ impl StoreSnapshot {
         }
     }
 }
+
+/// A failure of the store's storage, for the projections' read functions.
+pub(crate) fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage {
+        path: PathBuf::new(),
+        detail: e.to_string(),
+    }
+}
+
+impl StoreError {
+    /// State of projection `P` that does not decode.
+    pub(crate) fn corrupt<P: Projection>(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            projection: P::NAME.to_owned(),
+            detail: e.to_string(),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use octo_core::frame::{RunPhase, RunState};
 use octo_core::{Body, Command, CommandId, Event, Kind, LogEntry, Offset, RunId, SessionId};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, storage};
 use crate::{Projection, Txn};
 
 /// The open run of a session.
@@ -183,18 +183,8 @@ fn fold_event(entry: &LogEntry, event: &Event, ui: &mut SessionUi) -> bool {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage {
-        path: std::path::PathBuf::new(),
-        detail: e.to_string(),
-    }
-}
-
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        projection: UiState::NAME.to_owned(),
-        detail: e.to_string(),
-    }
+    StoreError::corrupt::<UiState>(e)
 }
 
 impl UiState {

@@ -179,6 +179,19 @@ pub fn event(entry: &LogEntry) -> Option<&Event> {
     }
 }
 
+/// The first event of a variant among entries, cloned: `find_event!(entries, Event::ToolEnd)`.
+#[macro_export]
+macro_rules! find_event {
+    ($entries:expr, $variant:path) => {
+        $entries
+            .iter()
+            .find_map(|entry| match $crate::support::event(entry) {
+                Some($variant(found)) => Some(found.clone()),
+                _ => None,
+            })
+    };
+}
+
 /// Whether a run's terminal event is among `entries`.
 pub fn run_ended(entries: &[LogEntry]) -> bool {
     entries.iter().any(|entry| {

@@ -499,6 +499,20 @@ impl Connection {
         Ok(())
     }
 
+    /// A subscription of the log from `after` (registered now, so nothing later is missed).
+    fn subscription(&self, filter: LogFilter, after: Offset) -> Result<Subscription, Error> {
+        Subscription::new(
+            Arc::clone(&self.app.log),
+            filter,
+            after,
+            self.app.queue_bound,
+        )
+        .map_err(|e| match e {
+            ReadError::BeyondHead { after, head } => beyond_head(after, head),
+            other => unavailable(other),
+        })
+    }
+
     async fn subscribe(&mut self, subscribe: Subscribe) -> Result<(), Error> {
         let Subscribe {
             id,
@@ -514,16 +528,7 @@ impl Connection {
         // Replacing: the old task stops before the new `subscribed` is queued, so no old entry
         // follows it.
         self.subscriptions.remove(&session_id);
-        let subscription = Subscription::new(
-            Arc::clone(&self.app.log),
-            LogFilter::session(session_id),
-            after,
-            self.app.queue_bound,
-        )
-        .map_err(|e| match e {
-            ReadError::BeyondHead { after, head } => beyond_head(after, head),
-            other => unavailable(other),
-        })?;
+        let subscription = self.subscription(LogFilter::session(session_id), after)?;
         let task = tokio::spawn(stream_session(
             Arc::clone(&self.app),
             self.out.clone(),
@@ -582,16 +587,7 @@ impl Connection {
                 .collect(),
         };
         self.log_tails.remove(&subscribe.id);
-        let subscription = Subscription::new(
-            Arc::clone(&self.app.log),
-            filter,
-            after,
-            self.app.queue_bound,
-        )
-        .map_err(|e| match e {
-            ReadError::BeyondHead { after, head } => beyond_head(after, head),
-            other => unavailable(other),
-        })?;
+        let subscription = self.subscription(filter, after)?;
         let task = tokio::spawn(stream_log(
             Arc::clone(&self.app),
             self.out.clone(),

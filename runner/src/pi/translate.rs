@@ -125,6 +125,21 @@ fn ui_response(request_id: &str, answer: &octo_core::command::InputAnswer) -> Va
     }
 }
 
+/// Answers dialogs `cancelled` to pi and resolves them with `outcome`.
+fn cancel_dialogs(out: &mut Output, dialogs: Vec<(String, Option<Ms>)>, outcome: InputOutcome) {
+    for (request_id, _) in dialogs {
+        out.to_pi.push(ui_response(
+            &request_id,
+            &octo_core::command::InputAnswer::Cancelled,
+        ));
+        out.events.push(Event::InputResolved(InputResolved {
+            request_id,
+            outcome,
+            cause: None,
+        }));
+    }
+}
+
 fn text(value: &Value, key: &str) -> String {
     value
         .get(key)
@@ -220,17 +235,8 @@ impl<M: IdMint> Translator<M> {
 
     fn close_run(&mut self, out: &mut Output, terminal: Event) {
         // Dialogs still open when the run ends are cancelled, on both sides.
-        for (request_id, _) in std::mem::take(&mut self.inputs) {
-            out.to_pi.push(ui_response(
-                &request_id,
-                &octo_core::command::InputAnswer::Cancelled,
-            ));
-            out.events.push(Event::InputResolved(InputResolved {
-                request_id,
-                outcome: InputOutcome::Cancelled,
-                cause: None,
-            }));
-        }
+        let open = std::mem::take(&mut self.inputs);
+        cancel_dialogs(out, open, InputOutcome::Cancelled);
         out.events.push(terminal);
         self.run = None;
         self.probe = None;
@@ -354,17 +360,7 @@ impl<M: IdMint> Translator<M> {
             .into_iter()
             .partition(|(_, deadline)| deadline.is_some_and(|deadline| deadline <= now_ms));
         self.inputs = open;
-        for (request_id, _) in expired {
-            out.to_pi.push(ui_response(
-                &request_id,
-                &octo_core::command::InputAnswer::Cancelled,
-            ));
-            out.events.push(Event::InputResolved(InputResolved {
-                request_id,
-                outcome: InputOutcome::TimedOut,
-                cause: None,
-            }));
-        }
+        cancel_dialogs(&mut out, expired, InputOutcome::TimedOut);
         out
     }
 

@@ -1,11 +1,13 @@
 //! `GET /api/ws`: the multiplexed WebSocket (PROTOCOL.md 3 to 5 and 12). One reader loop per
-//! connection decodes frames and answers them in order; one writer task owns the socket and
-//! encodes what every part of the connection sends through one bounded queue, so a slow socket
-//! slows its subscriptions' log reads rather than growing memory (5.2). Each subscription is a
-//! task that replays from the log and then tails it ([`Subscription`]): every entry after the
-//! client's offset once, in order, with no gap between replay and live.
+//! connection decodes frames and answers them in order; one writer task owns the socket, and with
+//! it every session and log subscription of the connection ([`Subscription`]s, polled in the same
+//! loop: one wake-up per delivery, no hop between tasks). Each replays from the log and then
+//! tails it: every entry after the client's offset once, in order, with no gap between replay and
+//! live. A slow socket stops the polling, so the subscriptions fall back to reading the log
+//! instead of growing memory (5.2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use octo_core::frame::{
     AgentFrame, AgentServerFrame, ClientFrame, Hello, Pong, ProtocolVersion, Replay, ReplayResult,
     ServerFrame, SessionSummaryFrame, Sessions as SessionsFrame, Subscribe, SubscribeLog,
@@ -24,7 +26,7 @@ use octo_core::frame::{
 use octo_core::frame::{Channel, ErrorFrame};
 use octo_core::limits::{OUTBOUND_FRAME_BYTES_MAX, SESSIONS_CHUNK_ITEMS_MAX, SOCKET_STALL_MS};
 use octo_core::{
-    ConnectionId, Encoding, Error, ErrorCode, Offset, ReqId, SessionId, UserId,
+    ConnectionId, Encoding, Error, ErrorCode, LogEntry, Offset, ReqId, SessionId, UserId,
     validate_client_frame,
 };
 use octo_log::{LogFilter, ReadError, ReadQuery, Subscription, TypePattern};
@@ -32,6 +34,7 @@ use octo_projections::sessions::Sessions;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamMap;
 
 use crate::auth::{authenticate, unauthorized};
 use crate::server::SharedApp;
@@ -49,12 +52,46 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Between two pushes of the sessions listing: at most one summary per session per 250 ms.
 const SUMMARY_PACE: Duration = Duration::from_millis(250);
 
+/// A stream of entries the writer polls: a session's view, or the user's log tail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Watch {
+    Session(SessionId),
+    Log(ReqId),
+}
+
+type EntryStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<Arc<LogEntry>, ReadError>> + Send>>;
+
+/// A subscription as a stream that ends after its first error.
+fn entry_stream(subscription: Subscription) -> EntryStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(subscription),
+        |state| async move {
+            let mut subscription = state?;
+            match subscription.next().await {
+                Ok(entry) => Some((Ok(entry), Some(subscription))),
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
 /// What the writer task does next.
 enum Outbound {
     Frame(Box<ServerFrame>),
-    /// An already encoded frame (shared `entry` frames).
-    Encoded(Message),
     Close(u16, &'static str),
+    /// Start (or replace) a watched stream: `subscribed` goes out first, then its entries.
+    Watch {
+        watch: Watch,
+        id: ReqId,
+        subscribed: Box<ServerFrame>,
+        subscription: Box<Subscription>,
+    },
+    /// Stop a watched stream (no entry of it follows), then send `reply`.
+    Unwatch {
+        watch: Watch,
+        reply: Box<ServerFrame>,
+    },
 }
 
 impl Outbound {
@@ -135,22 +172,16 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A queued item as a WebSocket message (`None`: it could not be encoded, a bug, logged).
-fn to_message(outbound: Outbound, encoding: Encoding) -> Option<Message> {
-    match outbound {
-        Outbound::Close(code, reason) => Some(close_message(code, reason)),
-        Outbound::Encoded(message) => Some(message),
-        Outbound::Frame(frame) => {
-            let message = crate::frames::encode(encoding, &frame);
-            if message.is_none() {
-                tracing::error!(
-                    frame = frame.type_name(),
-                    "a server frame could not be encoded"
-                );
-            }
-            message
-        }
+/// A server frame as a WebSocket message (`None`: it could not be encoded, a bug, logged).
+fn to_message(frame: &ServerFrame, encoding: Encoding) -> Option<Message> {
+    let message = crate::frames::encode(encoding, frame);
+    if message.is_none() {
+        tracing::error!(
+            frame = frame.type_name(),
+            "a server frame could not be encoded"
+        );
     }
+    message
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {
@@ -163,9 +194,73 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 /// Messages written before one flush: a burst goes out in few syscalls.
 const WRITE_BATCH_MESSAGES: usize = 64;
 
-/// Owns the socket's sending half: encodes, batches writes, pings, and closes on a stall or a
-/// silent peer.
+/// The writer's state: the socket's next batch and the streams it polls.
+struct Writer {
+    app: SharedApp,
+    encoding: Encoding,
+    batch: Vec<Message>,
+    streams: StreamMap<Watch, EntryStream>,
+    ids: HashMap<Watch, ReqId>,
+}
+
+impl Writer {
+    fn push_frame(&mut self, frame: &ServerFrame) {
+        self.batch.extend(to_message(frame, self.encoding));
+    }
+
+    /// Takes one queued item into the batch (or the set of streams).
+    fn accept(&mut self, outbound: Outbound) {
+        match outbound {
+            Outbound::Frame(frame) => self.push_frame(&frame),
+            Outbound::Close(code, reason) => self.batch.push(close_message(code, reason)),
+            Outbound::Watch {
+                watch,
+                id,
+                subscribed,
+                subscription,
+            } => {
+                // Replacing: the old stream is gone before the new `subscribed` is written.
+                self.streams.remove(&watch);
+                self.push_frame(&subscribed);
+                self.ids.insert(watch.clone(), id);
+                self.streams.insert(watch, entry_stream(*subscription));
+            }
+            Outbound::Unwatch { watch, reply } => {
+                self.streams.remove(&watch);
+                self.ids.remove(&watch);
+                self.push_frame(&reply);
+            }
+        }
+    }
+
+    /// One entry (or the error that ended a stream) into the batch.
+    fn deliver(&mut self, watch: Watch, item: Result<Arc<LogEntry>, ReadError>) {
+        match item {
+            Ok(entry) => {
+                let frame_session = match &watch {
+                    Watch::Session(session_id) => *session_id,
+                    Watch::Log(_) => entry.session_id,
+                };
+                match self.app.frames.entry(frame_session, &entry, self.encoding) {
+                    Some(message) => self.batch.push(message),
+                    None => {
+                        tracing::error!(offset = %entry.offset, "an entry frame could not be encoded");
+                    }
+                }
+            }
+            Err(e) => {
+                self.streams.remove(&watch);
+                let id = self.ids.remove(&watch);
+                self.push_frame(&error_frame(Channel::Agent, id, unavailable(e)));
+            }
+        }
+    }
+}
+
+/// Owns the socket's sending half and the connection's subscriptions: encodes, batches writes,
+/// pings, and closes on a stall or a silent peer.
 async fn write_loop(
+    app: SharedApp,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outbound>,
     encoding: Encoding,
@@ -175,21 +270,37 @@ async fn write_loop(
     let stall = Duration::from_millis(SOCKET_STALL_MS);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    let mut batch: Vec<Message> = Vec::with_capacity(WRITE_BATCH_MESSAGES);
+    let mut writer = Writer {
+        app,
+        encoding,
+        batch: Vec::with_capacity(WRITE_BATCH_MESSAGES),
+        streams: StreamMap::new(),
+        ids: HashMap::new(),
+    };
     loop {
         tokio::select! {
             next = queue.recv() => match next {
-                None => batch.push(close_message(1000, "")),
+                None => writer.batch.push(close_message(1000, "")),
                 Some(outbound) => {
-                    batch.extend(to_message(outbound, encoding));
-                    while batch.len() < WRITE_BATCH_MESSAGES {
+                    writer.accept(outbound);
+                    while writer.batch.len() < WRITE_BATCH_MESSAGES {
                         match queue.try_recv() {
-                            Ok(outbound) => batch.extend(to_message(outbound, encoding)),
+                            Ok(outbound) => writer.accept(outbound),
                             Err(_) => break,
                         }
                     }
                 }
             },
+            Some((watch, item)) = writer.streams.next(), if !writer.streams.is_empty() => {
+                writer.deliver(watch, item);
+                // Whatever else is ready now goes in the same write.
+                while writer.batch.len() < WRITE_BATCH_MESSAGES {
+                    match writer.streams.next().now_or_never() {
+                        Some(Some((watch, item))) => writer.deliver(watch, item),
+                        _ => break,
+                    }
+                }
+            }
             _ = ping.tick() => {
                 let silent = (epoch.elapsed().as_millis() as u64)
                     .saturating_sub(last_heard.load(Ordering::Relaxed));
@@ -197,12 +308,17 @@ async fn write_loop(
                     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_message(1001, "peer_timeout"))).await;
                     return;
                 }
-                batch.push(Message::Ping(Vec::new().into()));
+                writer.batch.push(Message::Ping(Vec::new().into()));
             }
         }
-        let closing = batch
+        if writer.batch.is_empty() {
+            continue;
+        }
+        let closing = writer
+            .batch
             .iter()
             .any(|message| matches!(message, Message::Close(_)));
+        let batch = &mut writer.batch;
         let written = async {
             for message in batch.drain(..) {
                 sink.feed(message).await?;
@@ -229,9 +345,9 @@ struct Connection {
     user: User,
     encoding: Encoding,
     out: mpsc::Sender<Outbound>,
-    subscriptions: HashMap<SessionId, TaskGuard>,
+    /// The streams the writer polls for this connection.
+    watching: HashSet<Watch>,
     sessions_listing: Option<TaskGuard>,
-    log_tails: HashMap<ReqId, TaskGuard>,
 }
 
 fn error_frame(channel: Channel, id: Option<ReqId>, error: Error) -> ServerFrame {
@@ -279,6 +395,7 @@ impl Connection {
         let epoch = Instant::now();
         let last_heard = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(write_loop(
+            Arc::clone(&app),
             sink,
             queue,
             encoding,
@@ -290,9 +407,8 @@ impl Connection {
             user,
             encoding,
             out,
-            subscriptions: HashMap::new(),
+            watching: HashSet::new(),
             sessions_listing: None,
-            log_tails: HashMap::new(),
         };
         tracing::debug!(%connection_id, user = %connection.user.name, "connected");
         connection.send(connection.hello(connection_id)).await;
@@ -331,9 +447,7 @@ impl Connection {
             }
         }
         // Stop every subscription before the writer, so nothing waits on a gone socket.
-        connection.subscriptions.clear();
         connection.sessions_listing = None;
-        connection.log_tails.clear();
         drop(connection);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
         tracing::debug!(%connection_id, "disconnected");
@@ -362,9 +476,7 @@ impl Connection {
     }
 
     fn subscription_count(&self) -> usize {
-        self.subscriptions.len()
-            + usize::from(self.sessions_listing.is_some())
-            + self.log_tails.len()
+        self.watching.len() + usize::from(self.sessions_listing.is_some())
     }
 
     /// `limit_exceeded` unless one more subscription fits (a replacement always fits).
@@ -427,12 +539,12 @@ impl Connection {
             }
             ClientFrame::Agent(AgentFrame::Subscribe(subscribe)) => self.subscribe(subscribe).await,
             ClientFrame::Agent(AgentFrame::Unsubscribe(unsubscribe)) => {
-                self.subscriptions.remove(&unsubscribe.session_id);
-                self.send(agent(AgentServerFrame::Unsubscribed(Unsubscribed {
+                let reply = agent(AgentServerFrame::Unsubscribed(Unsubscribed {
                     id: unsubscribe.id,
                     session_id: unsubscribe.session_id,
-                })))
-                .await;
+                }));
+                self.unwatch(Watch::Session(unsubscribe.session_id), reply)
+                    .await;
                 Ok(())
             }
             ClientFrame::Agent(AgentFrame::SubscribeSessions(subscribe)) => {
@@ -448,14 +560,13 @@ impl Connection {
             }
             ClientFrame::Agent(AgentFrame::Replay(replay)) => self.replay(replay).await,
             ClientFrame::Agent(AgentFrame::SubscribeLog(subscribe)) => {
-                self.subscribe_log(subscribe)
+                self.subscribe_log(subscribe).await
             }
             ClientFrame::Agent(AgentFrame::UnsubscribeLog(unsubscribe)) => {
-                self.log_tails.remove(&unsubscribe.id);
-                self.send(agent(AgentServerFrame::UnsubscribedLog(UnsubscribedLog {
-                    id: unsubscribe.id,
-                })))
-                .await;
+                let reply = agent(AgentServerFrame::UnsubscribedLog(UnsubscribedLog {
+                    id: unsubscribe.id.clone(),
+                }));
+                self.unwatch(Watch::Log(unsubscribe.id), reply).await;
                 Ok(())
             }
             ClientFrame::Agent(AgentFrame::Snapshot(snapshot)) => self.snapshot(snapshot).await,
@@ -522,23 +633,57 @@ impl Connection {
         let after = after.unwrap_or(Offset::ZERO);
         self.check_owned(&session_id).await?;
         self.check_after(after)?;
-        if !self.subscriptions.contains_key(&session_id) {
+        let watch = Watch::Session(session_id);
+        if !self.watching.contains(&watch) {
             self.room_for_one_more()?;
         }
-        // Replacing: the old task stops before the new `subscribed` is queued, so no old entry
-        // follows it.
-        self.subscriptions.remove(&session_id);
         let subscription = self.subscription(LogFilter::session(session_id), after)?;
-        let task = tokio::spawn(stream_session(
-            Arc::clone(&self.app),
-            self.out.clone(),
-            self.encoding,
-            id,
+        // The view's head once the subscription listens: everything above it comes live.
+        let head = self
+            .app
+            .log
+            .session_head(session_id)
+            .await
+            .map_err(unavailable)?;
+        let subscribed = agent(AgentServerFrame::Subscribed(Subscribed {
+            id: id.clone(),
             session_id,
-            subscription,
-        ));
-        self.subscriptions.insert(session_id, TaskGuard(task));
+            head,
+        }));
+        self.watch(watch, id, subscribed, subscription).await;
         Ok(())
+    }
+
+    /// Hands a subscription to the writer, which sends `subscribed` and then its entries.
+    async fn watch(
+        &mut self,
+        watch: Watch,
+        id: ReqId,
+        subscribed: ServerFrame,
+        subscription: Subscription,
+    ) {
+        self.watching.insert(watch.clone());
+        let _ = self
+            .out
+            .send(Outbound::Watch {
+                watch,
+                id,
+                subscribed: Box::new(subscribed),
+                subscription: Box::new(subscription),
+            })
+            .await;
+    }
+
+    /// Stops a subscription (if any), then sends `reply`.
+    async fn unwatch(&mut self, watch: Watch, reply: ServerFrame) {
+        self.watching.remove(&watch);
+        let _ = self
+            .out
+            .send(Outbound::Unwatch {
+                watch,
+                reply: Box::new(reply),
+            })
+            .await;
     }
 
     fn subscribe_sessions(&mut self, subscribe: SubscribeSessions) -> Result<(), Error> {
@@ -559,7 +704,7 @@ impl Connection {
         Ok(())
     }
 
-    fn subscribe_log(&mut self, subscribe: SubscribeLog) -> Result<(), Error> {
+    async fn subscribe_log(&mut self, subscribe: SubscribeLog) -> Result<(), Error> {
         if subscribe.all_users {
             return Err(Error::new(
                 ErrorCode::Unsupported,
@@ -567,7 +712,8 @@ impl Connection {
             )
             .with_ref("all_users"));
         }
-        if !self.log_tails.contains_key(&subscribe.id) {
+        let watch = Watch::Log(subscribe.id.clone());
+        if !self.watching.contains(&watch) {
             self.room_for_one_more()?;
         }
         let after = subscribe.after.unwrap_or(Offset::ZERO);
@@ -586,16 +732,13 @@ impl Connection {
                 .map(|t| TypePattern::parse(t))
                 .collect(),
         };
-        self.log_tails.remove(&subscribe.id);
         let subscription = self.subscription(filter, after)?;
-        let task = tokio::spawn(stream_log(
-            Arc::clone(&self.app),
-            self.out.clone(),
-            self.encoding,
-            subscribe.id.clone(),
-            subscription,
-        ));
-        self.log_tails.insert(subscribe.id, TaskGuard(task));
+        let subscribed = agent(AgentServerFrame::SubscribedLog(SubscribedLog {
+            id: subscribe.id.clone(),
+            head: Some(self.app.log.head()),
+        }));
+        self.watch(watch, subscribe.id, subscribed, subscription)
+            .await;
         Ok(())
     }
 
@@ -694,89 +837,6 @@ impl Connection {
 fn is_capacity(error: &axum::Error) -> bool {
     let text = error.to_string();
     text.contains("Space limit exceeded") || text.contains("capacity") || text.contains("too long")
-}
-
-/// One session's subscription: `subscribed`, then every entry after `after`, replayed then live.
-async fn stream_session(
-    app: SharedApp,
-    out: mpsc::Sender<Outbound>,
-    encoding: Encoding,
-    id: ReqId,
-    session_id: SessionId,
-    subscription: Subscription,
-) {
-    let head = match app.log.session_head(session_id).await {
-        Ok(head) => head,
-        Err(e) => {
-            let error = error_frame(Channel::Agent, Some(id), unavailable(e));
-            let _ = out.send(Outbound::frame(error)).await;
-            return;
-        }
-    };
-    let subscribed = agent(AgentServerFrame::Subscribed(Subscribed {
-        id: id.clone(),
-        session_id,
-        head,
-    }));
-    stream_entries(
-        app,
-        out,
-        encoding,
-        id,
-        subscription,
-        subscribed,
-        Some(session_id),
-    )
-    .await;
-}
-
-/// The user's whole log (5.6).
-async fn stream_log(
-    app: SharedApp,
-    out: mpsc::Sender<Outbound>,
-    encoding: Encoding,
-    id: ReqId,
-    subscription: Subscription,
-) {
-    let subscribed = agent(AgentServerFrame::SubscribedLog(SubscribedLog {
-        id: id.clone(),
-        head: Some(app.log.head()),
-    }));
-    stream_entries(app, out, encoding, id, subscription, subscribed, None).await;
-}
-
-/// Sends `subscribed`, then every entry of `subscription` as an `entry` frame whose `session_id`
-/// is `subscribed_session` (a session's view) or the entry's own (the log tail).
-async fn stream_entries(
-    app: SharedApp,
-    out: mpsc::Sender<Outbound>,
-    encoding: Encoding,
-    id: ReqId,
-    mut subscription: Subscription,
-    subscribed: ServerFrame,
-    subscribed_session: Option<SessionId>,
-) {
-    if out.send(Outbound::frame(subscribed)).await.is_err() {
-        return;
-    }
-    loop {
-        let entry = match subscription.next().await {
-            Ok(entry) => entry,
-            Err(e) => {
-                let error = error_frame(Channel::Agent, Some(id), unavailable(e));
-                let _ = out.send(Outbound::frame(error)).await;
-                return;
-            }
-        };
-        let frame_session = subscribed_session.unwrap_or(entry.session_id);
-        let Some(message) = app.frames.entry(frame_session, &entry, encoding) else {
-            tracing::error!(offset = %entry.offset, "an entry frame could not be encoded");
-            continue;
-        };
-        if out.send(Outbound::Encoded(message)).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// The sessions listing (5.3): the summaries changed after `after` in chunks, then each later

@@ -198,7 +198,6 @@ pub struct FjallLog {
     shared: Arc<Shared>,
     requests: Option<mpsc::Sender<AppendRequest>>,
     writer_thread: Option<JoinHandle<()>>,
-    publisher_thread: Option<JoinHandle<()>>,
 }
 
 impl FjallLog {
@@ -267,13 +266,7 @@ impl FjallLog {
             config,
         });
         let (requests, receiver) = mpsc::channel(APPEND_QUEUE_REQUESTS_MAX);
-        let (publish, groups) = std::sync::mpsc::sync_channel(writer::PUBLISH_QUEUE_GROUPS);
-        let writer = writer::Writer::new(Arc::clone(&shared), last.successor(), publish);
-        let publisher_shared = Arc::clone(&shared);
-        let publisher_thread = std::thread::Builder::new()
-            .name("octo-log-publisher".to_owned())
-            .spawn(move || writer::publish_loop(&publisher_shared, groups))
-            .map_err(OpenError::Thread)?;
+        let writer = writer::Writer::new(Arc::clone(&shared), last.successor());
         let writer_thread = std::thread::Builder::new()
             .name("octo-log-writer".to_owned())
             .spawn(move || writer.run(receiver))
@@ -282,7 +275,6 @@ impl FjallLog {
             shared,
             requests: Some(requests),
             writer_thread: Some(writer_thread),
-            publisher_thread: Some(publisher_thread),
         }))
     }
 
@@ -438,12 +430,6 @@ impl Drop for FjallLog {
             && thread.join().is_err()
         {
             tracing::error!("the log writer panicked");
-        }
-        // The writer is gone, so the publisher ends once it has offered every synced group.
-        if let Some(thread) = self.publisher_thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the log publisher panicked");
         }
         self.shared.hub.close();
     }

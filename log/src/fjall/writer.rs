@@ -185,23 +185,6 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     next_offset: Offset,
     session_ts: HashMap<SessionId, Ms>,
-    /// Durable entries for the publisher thread, which offers them to live listeners, so the
-    /// writer's next group never waits on a thousand subscribers.
-    publish: std::sync::mpsc::SyncSender<Vec<(Arc<LogEntry>, usize)>>,
-}
-
-/// Groups the publisher may lag behind the writer before the writer waits for it.
-pub(super) const PUBLISH_QUEUE_GROUPS: usize = 1024;
-
-/// The publisher thread: offers each synced group to the live listeners, in order, until the
-/// writer is gone.
-pub(super) fn publish_loop(
-    shared: &Shared,
-    groups: std::sync::mpsc::Receiver<Vec<(Arc<LogEntry>, usize)>>,
-) {
-    for group in groups {
-        shared.hub.publish(&group);
-    }
 }
 
 /// Poisons the log if the writer thread unwinds, so appenders see `unavailable` instead of
@@ -230,16 +213,11 @@ fn now_ms() -> Ms {
 }
 
 impl Writer {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        next_offset: Offset,
-        publish: std::sync::mpsc::SyncSender<Vec<(Arc<LogEntry>, usize)>>,
-    ) -> Writer {
+    pub(super) fn new(shared: Arc<Shared>, next_offset: Offset) -> Writer {
         Writer {
             shared,
             next_offset,
             session_ts: HashMap::new(),
-            publish,
         }
     }
 
@@ -350,8 +328,7 @@ impl Writer {
             let _ = request.reply.send(outcome);
         }
         if !published.is_empty() {
-            // Only after the sync: nothing is visible before it is durable.
-            let _ = self.publish.send(published);
+            shared.hub.publish(&published);
         }
         Ok(())
     }

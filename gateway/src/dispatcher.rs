@@ -138,16 +138,57 @@ pub fn spawn<F: HarnessFactory>(
     runner: Arc<LocalRunner<F>>,
     events: mpsc::Receiver<SessionEvents>,
     after: Offset,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Dispatcher> {
     let filter = LogFilter {
         kind: Some(Kind::Command),
         ..LogFilter::all()
     };
     let subscription =
         Subscription::new(Arc::clone(&app.log), filter, after, QueueBound::default())?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let deliver = tokio::spawn(deliver_commands(Arc::clone(&app), runner, subscription));
-    let append = tokio::spawn(append_events(app, events));
-    Ok(vec![deliver, append])
+    let append = tokio::spawn(append_events(app, events, stopping));
+    Ok(Dispatcher {
+        deliver,
+        append,
+        stop,
+    })
+}
+
+/// The running dispatcher.
+pub struct Dispatcher {
+    deliver: tokio::task::JoinHandle<()>,
+    append: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Dispatcher {
+    /// Stops delivering commands (call before the runner stops its harnesses).
+    pub fn stop_delivering(&self) {
+        self.deliver.abort();
+    }
+
+    /// Appends every event the runner has queued, then stops (call after the runner stopped its
+    /// harnesses, so their last events are in the log).
+    pub async fn drain(mut self) {
+        self.deliver.abort();
+        let _ = self.stop.send(true);
+        let append = &mut self.append;
+        if tokio::time::timeout(Duration::from_secs(10), &mut *append)
+            .await
+            .is_err()
+        {
+            tracing::error!("the runner's last events were not appended in 10 s");
+            append.abort();
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.deliver.abort();
+        self.append.abort();
+    }
 }
 
 async fn deliver_commands<F: HarnessFactory>(
@@ -204,13 +245,29 @@ async fn deliver_one<F: HarnessFactory>(
 
 /// Appends the runner's events in the order they came, each user's with its own producer and
 /// contiguous seqs; a failed append is retried with the same seqs (the log skips what it has).
-async fn append_events(app: Arc<App>, mut events: mpsc::Receiver<SessionEvents>) {
+async fn append_events(
+    app: Arc<App>,
+    mut events: mpsc::Receiver<SessionEvents>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut last_seq: HashMap<ProducerId, u64> = HashMap::new();
     let mut pending: Vec<SessionEvents> = Vec::new();
     loop {
-        if events.recv_many(&mut pending, 64).await == 0 {
-            return;
-        }
+        let stopping = tokio::select! {
+            received = events.recv_many(&mut pending, 64) => {
+                if received == 0 {
+                    return;
+                }
+                false
+            }
+            _ = stop.changed() => {
+                // Shutting down: what the runner queued last, then no more.
+                while let Ok(more) = events.try_recv() {
+                    pending.push(more);
+                }
+                true
+            }
+        };
         let mut batch = Vec::new();
         for SessionEvents {
             user_id,
@@ -244,7 +301,12 @@ async fn append_events(app: Arc<App>, mut events: mpsc::Receiver<SessionEvents>)
             }
             last_seq.insert(producer, next);
         }
-        append_with_retry(&app, batch).await;
+        if !batch.is_empty() {
+            append_with_retry(&app, batch).await;
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

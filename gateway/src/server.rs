@@ -38,7 +38,7 @@ pub struct Server {
     runner: Arc<LocalRunner<PiFactory>>,
     shutdown: Option<oneshot::Sender<()>>,
     serve: Option<tokio::task::JoinHandle<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    dispatcher: Option<crate::dispatcher::Dispatcher>,
     demo: Option<Demo>,
 }
 
@@ -79,16 +79,23 @@ impl Server {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(serve) = self.serve.take() {
-            let _ = serve.await;
+        // Open WebSockets would hold a graceful shutdown forever: give them a moment, then go.
+        if let Some(mut serve) = self.serve.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut serve)
+                .await
+                .is_err()
+        {
+            serve.abort();
+        }
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.stop_delivering();
         }
         self.runner.shutdown().await;
-        // Give the appender a moment to write the harnesses' last events.
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.drain().await;
+        }
         let head = self.app.log.head();
         let _ = self.app.ui.wait_for(head, READ_YOUR_WRITES).await;
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
     }
 
     /// Waits until the server stops (Ctrl-C or SIGTERM in the binary).
@@ -99,11 +106,11 @@ impl Server {
     }
 }
 
+/// How long open connections may hold a shutdown.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Drop for Server {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
         if let Some(serve) = &self.serve {
             serve.abort();
         }
@@ -297,7 +304,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     };
     let (events_in, events) = mpsc::channel(crate::dispatcher::RUNNER_EVENTS_QUEUE);
     let runner = Arc::new(LocalRunner::new(factory, events_in));
-    let tasks =
+    let dispatcher =
         crate::dispatcher::spawn(Arc::clone(&app), Arc::clone(&runner), events, log.head())?;
 
     let router = Router::new()
@@ -338,7 +345,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         runner,
         shutdown: Some(shutdown),
         serve: Some(serve),
-        tasks,
+        dispatcher: Some(dispatcher),
         demo,
     })
 }

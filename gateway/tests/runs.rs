@@ -233,3 +233,38 @@ fn nix_kill(pid: u32) {
         .expect("kill runs");
     assert!(status.success(), "kill -9 {pid}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_records_what_it_stopped() {
+    let mut octo = Octo::start(json!([{"text": "Working", "hang": true}])).await;
+    let mut agent = Agent::new(octo.client().await);
+    let (session_id, _) = agent.create_session().await;
+    agent.subscribe(session_id, None).await;
+    let prompt = agent.prompt(session_id, "keep going").await;
+    agent
+        .until(|_, entries| {
+            entries
+                .iter()
+                .any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))))
+                .then_some(())
+        })
+        .await;
+    let app = std::sync::Arc::clone(octo.server().app());
+    let server = octo.server.take().expect("running");
+    // The client stays connected: shutdown must not wait for it forever.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown ends despite an open WebSocket");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let entries: Vec<_> = support::read_log(app.log.as_ref())
+        .await
+        .into_iter()
+        .filter(|e| e.session_id == session_id)
+        .collect();
+    let failed = find_event!(entries, Event::RunFailed).expect("the open run failed");
+    assert!(failed.recoverable);
+    let exited = find_event!(entries, Event::HarnessExited).expect("pi's exit is recorded");
+    assert_eq!(exited.reason, HarnessExitReason::RunnerShutdown);
+    drop(agent);
+}

@@ -100,14 +100,7 @@ async fn kill_9_of_octo_mid_turn_loses_nothing_and_runs_nothing_twice() {
     let (session_id, _) = agent.create_session().await;
     agent.subscribe(session_id, None).await;
     let prompt = agent.prompt(session_id, "interrupted").await;
-    agent
-        .until(|_, entries| {
-            entries
-                .iter()
-                .any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))))
-                .then_some(())
-        })
-        .await;
+    agent.until_streaming(prompt).await;
     // A follow-up queued behind the open run: delivered to pi, not yet injected.
     let follow_up = agent.prompt(session_id, "queued behind").await;
     let seen_before = agent.entries.clone();

@@ -241,14 +241,7 @@ async fn a_graceful_shutdown_records_what_it_stopped() {
     let (session_id, _) = agent.create_session().await;
     agent.subscribe(session_id, None).await;
     let prompt = agent.prompt(session_id, "keep going").await;
-    agent
-        .until(|_, entries| {
-            entries
-                .iter()
-                .any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))))
-                .then_some(())
-        })
-        .await;
+    agent.until_streaming(prompt).await;
     let app = std::sync::Arc::clone(octo.server().app());
     let server = octo.server.take().expect("running");
     // The client stays connected: shutdown must not wait for it forever.

@@ -40,6 +40,18 @@ fn messages_of(entries: &[LogEntry]) -> Vec<Message> {
         .collect()
 }
 
+/// The text of a message's text parts.
+fn text_of(message: &Message) -> String {
+    message
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The text streamed into `message_id` by the deltas among `entries`.
 fn streamed_text(entries: &[LogEntry], message_id: MessageId) -> String {
     entries
@@ -106,14 +118,7 @@ async fn a_snapshot_then_a_subscription_equals_a_full_replay() {
     let mid = snapshot(&mut reader, session_id, None).await;
     let open = mid.open_run.clone().expect("a run is open");
     let draft = open.draft.expect("a draft");
-    let draft_text: String = draft
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(t.text.clone()),
-            _ => None,
-        })
-        .collect();
+    let draft_text = text_of(&draft);
     assert!(
         !draft_text.is_empty(),
         "the draft holds what streamed so far"
@@ -131,14 +136,7 @@ async fn a_snapshot_then_a_subscription_equals_a_full_replay() {
     let full = messages_of(&writer.entries);
     let final_message = full.last().expect("the answer").clone();
     // Draft + later deltas = the final text; snapshot messages + later messages = the replay's.
-    let final_text: String = final_message
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(t.text.clone()),
-            _ => None,
-        })
-        .collect();
+    let final_text = text_of(&final_message);
     assert_eq!(
         draft.id, final_message.id,
         "the draft is the message that completed"

@@ -325,6 +325,17 @@ impl Agent {
         ack.offset.expect("an offset")
     }
 
+    /// Reads until the run that `prompt` started has streamed some text.
+    pub async fn until_streaming(&mut self, prompt: Offset) {
+        self.until(|_, entries| {
+            entries
+                .iter()
+                .any(|e| e.offset > prompt && matches!(event(e), Some(Event::StreamTextDelta(_))))
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Reads until the run that `prompt` started has ended; returns that run's entries from the
     /// prompt on.
     pub async fn until_run_ends(&mut self, prompt: Offset) -> Vec<LogEntry> {

@@ -186,8 +186,13 @@ pub struct HistoryMessageUpserted {
     /// Minted by the facade for a new idx, kept for a rewrite.
     pub message_id: MessageId,
     pub role: HistoryRole,
-    /// Flattened plain text (possibly rewritten, HSTRY_API.md 5.3), or a blob when too large.
+    /// Flattened plain text as stored (the facade applies hstry's rewrite from parts, HSTRY_API.md
+    /// 5.3), or a blob when too large.
     pub content: TextOrBlob,
+    /// The content as the writer sent it, only when the rewrite changed it: what the message's
+    /// event payload shows (HSTRY_API.md 5.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_content: Option<TextOrBlob>,
     /// A JSON array as text, or a blob when too large.
     pub parts_json: TextOrBlob,
     #[serde(default, skip_serializing_if = "Option::is_none")]

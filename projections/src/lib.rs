@@ -11,6 +11,7 @@
 
 pub mod history;
 pub mod projector;
+pub mod search;
 pub mod sessions;
 pub mod store;
 pub mod ui_state;

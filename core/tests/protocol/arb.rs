@@ -439,18 +439,19 @@ fn history_event() -> BoxedStrategy<Event> {
                 opt_text(),
                 option::of(any::<i64>())
             ),
-            (option::of(float()), text(), text(), opt_text()),
+            (option::of(float()), text(), text(), opt_text(), opt_text()),
         )
             .prop_map(
                 |(
                     (idx, message_id, role, content, parts_json),
                     (created_ms, model, provider, harness, tokens),
-                    (cost_usd, metadata_json, sender_json, client_id),
+                    (cost_usd, metadata_json, sender_json, client_id, sent_content),
                 )| {
                     Event::HistoryMessageUpserted(HistoryMessageUpserted {
                         idx,
                         message_id,
                         role,
+                        sent_content: sent_content.map(TextOrBlob::Inline),
                         content,
                         parts_json,
                         created_ms,

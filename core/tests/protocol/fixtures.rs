@@ -466,6 +466,7 @@ pub fn events() -> Vec<Event> {
             message_id: mid(9),
             role: HistoryRole::User,
             content: TextOrBlob::Inline("hello".into()),
+            sent_content: None,
             parts_json: TextOrBlob::Blob(blob()),
             created_ms: Some(1_795_549_000_500),
             model: None,

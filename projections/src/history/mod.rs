@@ -11,6 +11,9 @@
 //!   of the entry that completed it (`message.created` or `stream.message_end`);
 //! - `d` ++ session id -> [`Draft`] (msgpack): the assistant message being streamed.
 
+pub mod conversations;
+pub mod readable;
+
 use fjall::{Keyspace, Readable};
 use octo_core::message::{Part, Role, TextPart, ThinkingPart, ToolCallPart};
 use octo_core::{Body, Event, LogEntry, Message, MessageId, Offset, PartId, RunId, SessionId};
@@ -45,7 +48,7 @@ fn session_prefix(tag: u8, session_id: &SessionId) -> Vec<u8> {
     key
 }
 
-fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
+pub(crate) fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
     let mut key = session_prefix(b'm', session_id);
     key.extend_from_slice(&offset.to_be_bytes());
     key
@@ -81,9 +84,10 @@ fn text_part(id: PartId) -> Part {
 
 impl Projection for History {
     const NAME: &'static str = "history";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
+        conversations::apply(entry, txn);
         let Body::Event(event) = &entry.body else {
             return;
         };

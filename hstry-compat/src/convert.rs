@@ -1,0 +1,262 @@
+//! From Octo's records to hstry's wire shapes: conversations, messages (written ones and Octo's
+//! own protocol messages), parts JSON, and message event payloads (HSTRY_API.md 4 and 5).
+
+use base64::Engine as _;
+use octo_core::Message as OctoMessage;
+use octo_core::history::HistoryMessageUpserted;
+use octo_core::message::{Part, Role};
+use octo_projections::history::conversations::{ConversationRecord, message_text};
+use serde_json::{Value, json};
+
+use crate::content;
+use crate::proto;
+
+/// A name-based UUID (version 8, RFC 9562) from a purpose and some bytes: the same input always
+/// gives the same id, so a rebuild from the log answers with the same ids.
+pub fn derived_uuid(purpose: &str, parts: &[&[u8]]) -> uuid::Uuid {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(purpose.as_bytes());
+    for part in parts {
+        hasher.update(part);
+    }
+    let hash = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash.as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The id a message inherited by a fork has on the hstry surface, where a message id belongs to
+/// one conversation (HSTRY_API.md 8).
+pub fn inherited_message_id(fork: &uuid::Uuid, message: &uuid::Uuid) -> uuid::Uuid {
+    derived_uuid("octo-hstry inherited message", &[fork.as_bytes(), message.as_bytes()])
+}
+
+/// The id of a message event: the message's own id for the write that created it, a fresh one
+/// (derived from the message and the entry's offset) for each rewrite (HSTRY_API.md 5.5).
+pub fn rewrite_event_id(message: &uuid::Uuid, offset: u64) -> uuid::Uuid {
+    derived_uuid("octo-hstry message event", &[message.as_bytes(), &offset.to_be_bytes()])
+}
+
+/// A conversation as hstry returns it.
+pub fn conversation(record: &ConversationRecord) -> proto::Conversation {
+    proto::Conversation {
+        source_id: record.source_id.clone(),
+        external_id: record.external_id.clone(),
+        title: record.title.clone(),
+        created_at_ms: record.created_ms,
+        updated_at_ms: record.updated_ms,
+        model: record.model.clone(),
+        // hstry answers "present and empty" for a provider never set (HSTRY_API.md 4.1).
+        provider: Some(record.provider.clone().unwrap_or_default()),
+        workspace: record.workspace.clone(),
+        tokens_in: record.tokens_in,
+        tokens_out: record.tokens_out,
+        cost_usd: record.cost_usd,
+        metadata_json: content::metadata_json(&record.metadata_json),
+        harness: record.harness.clone(),
+        readable_id: Some(record.readable_id.clone()),
+        platform_id: record.platform_id.clone(),
+        version: record.version,
+        message_count: record.message_count,
+        parent_conversation_id: record.parent_conversation_id.clone(),
+        parent_message_idx: record.parent_message_idx,
+        fork_type: record.fork_type.clone(),
+    }
+}
+
+/// A written message, its content and parts already read from blobs when they were there.
+pub fn written_message(
+    message: &HistoryMessageUpserted,
+    content: String,
+    parts_json: String,
+) -> proto::Message {
+    proto::Message {
+        idx: message.idx,
+        role: content::role_name(message.role).to_owned(),
+        content,
+        parts_json,
+        created_at_ms: message.created_ms,
+        model: message.model.clone(),
+        tokens: message.tokens,
+        cost_usd: message.cost_usd,
+        metadata_json: content::metadata_json(&message.metadata_json),
+        sender_json: message.sender_json.clone(),
+        provider: message.provider.clone(),
+        harness: message.harness.clone(),
+        client_id: message.client_id.clone(),
+        id: Some(message.message_id.to_string()),
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn part_json(part: &Part) -> Value {
+    match part {
+        Part::Text(text) => json!({"type": "text", "id": text.id.to_string(), "text": text.text}),
+        Part::Thinking(thinking) => {
+            json!({"type": "thinking", "id": thinking.id.to_string(), "text": thinking.text})
+        }
+        Part::ToolCall(call) => json!({
+            "type": "tool_call",
+            "id": call.id.to_string(),
+            "toolCallId": call.tool_call_id,
+            "name": call.name,
+            "input": call.input,
+        }),
+        Part::ToolResult(result) => {
+            let output: Vec<Value> = result.content.iter().map(part_json).collect();
+            let text: Vec<&str> = result
+                .content
+                .iter()
+                .filter_map(|part| match part {
+                    Part::Text(text) => Some(text.text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let output = if output.len() == text.len() {
+                Value::String(text.join("\n"))
+            } else {
+                Value::Array(output)
+            };
+            json!({
+                "type": "tool_result",
+                "id": result.id.to_string(),
+                "toolCallId": result.tool_call_id,
+                "name": result.name,
+                "output": output,
+                "isError": result.is_error,
+            })
+        }
+        Part::Image(image) => {
+            let mut value = json!({
+                "type": "image",
+                "id": image.id.to_string(),
+                "mimeType": image.media_type,
+            });
+            if let Some(data) = &image.data {
+                value["source"] = Value::String("base64".to_owned());
+                value["data"] = Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(data.as_slice()),
+                );
+            }
+            value
+        }
+        Part::FileRef(file) => {
+            json!({"type": "file_ref", "id": file.id.to_string(), "uri": file.path})
+        }
+    }
+}
+
+/// The parts of a protocol message as hstry's `parts_json`.
+pub fn parts_json(message: &OctoMessage) -> String {
+    Value::Array(message.parts.iter().map(part_json).collect()).to_string()
+}
+
+/// One of Octo's own messages as hstry returns it, at `idx` of its conversation, under `id`.
+pub fn session_message(
+    record: &ConversationRecord,
+    message: &OctoMessage,
+    idx: i32,
+    id: uuid::Uuid,
+) -> proto::Message {
+    proto::Message {
+        idx,
+        role: role_name(message.role).to_owned(),
+        content: message_text(message),
+        parts_json: parts_json(message),
+        created_at_ms: Some(message.created_ms),
+        model: message.model_id.clone(),
+        tokens: None,
+        cost_usd: None,
+        metadata_json: "{}".to_owned(),
+        sender_json: String::new(),
+        provider: message.provider.clone(),
+        harness: record.harness.clone(),
+        client_id: None,
+        id: Some(id.to_string()),
+    }
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+/// The `payload_json` of a message event (HSTRY_API.md 5.5): the message as written, with the
+/// content as sent.
+pub fn event_payload(conversation_id: &str, message: &proto::Message, sent_content: &str) -> String {
+    let parts: Value = serde_json::from_str(&message.parts_json).unwrap_or(Value::Array(Vec::new()));
+    let metadata: Value = serde_json::from_str(&message.metadata_json).unwrap_or(json!({}));
+    let mut payload = json!({
+        "id": message.id,
+        "conversation_id": conversation_id,
+        "idx": message.idx,
+        "role": message.role,
+        "content": sent_content,
+        "parts_json": parts,
+        "created_at": message.created_at_ms.map(rfc3339_ms),
+        "model": message.model,
+        "tokens": message.tokens,
+        "cost_usd": message.cost_usd,
+        "metadata": metadata,
+    });
+    if let Ok(sender @ Value::Object(_)) = serde_json::from_str::<Value>(&message.sender_json) {
+        payload["sender"] = sender;
+    }
+    for (name, value) in [
+        ("provider", &message.provider),
+        ("harness", &message.harness),
+        ("client_id", &message.client_id),
+    ] {
+        if let Some(value) = value {
+            payload[name] = Value::String(value.clone());
+        }
+    }
+    payload.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(1_700_000_001_500), "2023-11-14T22:13:21.500Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let a = uuid::Uuid::from_bytes([1; 16]);
+        let b = uuid::Uuid::from_bytes([2; 16]);
+        assert_eq!(inherited_message_id(&a, &b), inherited_message_id(&a, &b));
+        assert_ne!(inherited_message_id(&a, &b), inherited_message_id(&b, &a));
+        assert_ne!(rewrite_event_id(&a, 1), rewrite_event_id(&a, 2));
+        assert_eq!(inherited_message_id(&a, &b).get_version_num(), 8);
+    }
+}

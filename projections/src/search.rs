@@ -1,0 +1,787 @@
+//! The `search` projection: full-text over message content and conversation titles with tantivy,
+//! ranked by BM25, with snippets, filtered by user. Its applied offset is the payload of its last
+//! commit, so after a crash it resumes from the last commit and re-applies (every change is a
+//! delete-then-add by key, so re-applying is harmless).
+//!
+//! One document per message (keyed by message id: a rewrite of an hstry message replaces it) and
+//! one per titled conversation. A fork's inherited messages are not indexed again: a message is
+//! found once, under the conversation where it was written. Content is indexed twice, the way
+//! hstry's two search modes read it (HSTRY_API.md 6.1):
+//! - natural: words, lowercased, English (Porter) stemming;
+//! - code: runs of letters, digits and `_ . / :`, lowercased, so `src/foo_bar.rs` is one token.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use octo_core::history::TextOrBlob;
+use octo_core::{Body, Event, LogEntry, Offset, SessionId, UserId};
+use octo_log::{EventLog, LogFilter, QueueBound, Subscription};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value as _,
+};
+use tantivy::tokenizer::{Language, LowerCaser, RegexTokenizer, SimpleTokenizer, Stemmer, TextAnalyzer};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tokio::sync::watch;
+
+use crate::history::conversations::message_text;
+use crate::projector::{APPLY_BATCH_ENTRIES_MAX, WaitError};
+
+/// Bumped whenever what is indexed changes: a new version rebuilds from offset 0.
+pub const VERSION: u32 = 1;
+
+/// The writer's memory budget.
+pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
+
+/// Tokens shown around the first match in a snippet.
+pub const SNIPPET_TOKENS: usize = 12;
+
+const NATURAL: &str = "octo_natural";
+const CODE: &str = "octo_code";
+const KIND_MESSAGE: &str = "message";
+const KIND_TITLE: &str = "title";
+
+/// Why search failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    /// Caller error: the query leaves nothing to match.
+    #[error("{0}")]
+    Query(String),
+    /// Stop: the index failed (disk, or damage).
+    #[error("search index: {0}")]
+    Index(String),
+}
+
+fn index_error(e: impl std::fmt::Display) -> SearchError {
+    SearchError::Index(e.to_string())
+}
+
+/// How a query's tokens are read (hstry's SearchMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Natural,
+    Code,
+}
+
+/// One whitespace-separated token of a query: a literal phrase, or a prefix when it ended in `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueryToken {
+    text: String,
+    prefix: bool,
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    mode: Mode,
+    tokens: Vec<QueryToken>,
+}
+
+impl SearchQuery {
+    /// Parses hstry's query text. `mode` is hstry's SearchMode number: 1 natural, 2 code, anything
+    /// else auto (code when the text looks like code, HSTRY_API.md 6.1).
+    ///
+    /// # Errors
+    /// [`SearchError::Query`] when nothing is left to match.
+    pub fn parse(text: &str, mode: i32) -> Result<SearchQuery, SearchError> {
+        let mode = match mode {
+            1 => Mode::Natural,
+            2 => Mode::Code,
+            _ if looks_like_code(text) => Mode::Code,
+            _ => Mode::Natural,
+        };
+        let tokens: Vec<QueryToken> = text
+            .split_whitespace()
+            .filter_map(|token| {
+                let (text, prefix) = match token.strip_suffix('*') {
+                    Some(stem) => (stem.trim_end_matches('*'), true),
+                    None => (token, false),
+                };
+                (!text.is_empty()).then(|| QueryToken {
+                    text: text.to_owned(),
+                    prefix,
+                })
+            })
+            .collect();
+        if tokens.is_empty() {
+            return Err(SearchError::Query(
+                "the query is empty: give at least one word".to_owned(),
+            ));
+        }
+        Ok(SearchQuery { mode, tokens })
+    }
+
+    /// The mode the query was read in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+fn looks_like_code(text: &str) -> bool {
+    if ["/", "\\", "::", "->", "_", "."]
+        .iter()
+        .any(|marker| text.contains(marker))
+    {
+        return true;
+    }
+    text.chars()
+        .zip(text.chars().skip(1))
+        .any(|(a, b)| a.is_lowercase() && b.is_uppercase())
+}
+
+fn natural_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+fn code_analyzer() -> Result<TextAnalyzer, SearchError> {
+    let tokenizer = RegexTokenizer::new(r"[\p{L}\p{N}_./:]+").map_err(index_error)?;
+    Ok(TextAnalyzer::builder(tokenizer).filter(LowerCaser).build())
+}
+
+fn analyze(analyzer: &TextAnalyzer, text: &str) -> Vec<(String, usize, usize)> {
+    let mut analyzer = analyzer.clone();
+    let mut stream = analyzer.token_stream(text);
+    let mut tokens = Vec::new();
+    while stream.advance() {
+        let token = stream.token();
+        tokens.push((token.text.clone(), token.offset_from, token.offset_to));
+    }
+    tokens
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    conversation: Field,
+    user: Field,
+    kind: Field,
+    role: Field,
+    natural: Field,
+    code: Field,
+    created_ms: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let text = |tokenizer: &str| {
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+    };
+    let fields = Fields {
+        key: builder.add_text_field("key", STRING | STORED),
+        conversation: builder.add_text_field("conversation", STRING | STORED),
+        user: builder.add_text_field("user", STRING),
+        kind: builder.add_text_field("kind", STRING | STORED),
+        role: builder.add_text_field("role", STRING | STORED),
+        natural: builder.add_text_field(
+            "natural",
+            TextOptions::default()
+                .set_indexing_options(text(NATURAL))
+                .set_stored(),
+        ),
+        code: builder.add_text_field("code", TextOptions::default().set_indexing_options(text(CODE))),
+        created_ms: builder.add_i64_field("created_ms", STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// One matching message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The message's UUID, hyphenated.
+    pub message_id: String,
+    pub conversation: SessionId,
+    pub role: String,
+    pub content: String,
+    pub created_ms: Option<i64>,
+    /// FTS5-style: negative BM25, lower is better.
+    pub score: f32,
+}
+
+/// Filters applied inside the index.
+#[derive(Debug, Clone)]
+pub struct HitFilter {
+    pub user: UserId,
+    /// Exact role.
+    pub role: Option<String>,
+    /// Only messages created strictly after.
+    pub after_ms: Option<i64>,
+    /// Only messages created strictly before.
+    pub before_ms: Option<i64>,
+}
+
+/// A change to the index.
+enum Change {
+    Upsert {
+        key: String,
+        conversation: SessionId,
+        user: UserId,
+        kind: &'static str,
+        role: &'static str,
+        text: String,
+        created_ms: Option<i64>,
+    },
+    DeleteKey(String),
+    DeleteConversation(SessionId),
+}
+
+fn title_key(conversation: &SessionId) -> String {
+    format!("title:{conversation}")
+}
+
+fn role_of(role: octo_core::message::Role) -> &'static str {
+    match role {
+        octo_core::message::Role::User => "user",
+        octo_core::message::Role::Assistant => "assistant",
+        octo_core::message::Role::Tool => "tool",
+    }
+}
+
+fn history_role(role: octo_core::history::HistoryRole) -> &'static str {
+    use octo_core::history::HistoryRole;
+    match role {
+        HistoryRole::User => "user",
+        HistoryRole::Assistant => "assistant",
+        HistoryRole::System => "system",
+        HistoryRole::Tool => "tool",
+        HistoryRole::Other => "other",
+    }
+}
+
+fn title_change(entry: &LogEntry, title: Option<&str>) -> Change {
+    match title.filter(|title| !title.is_empty()) {
+        Some(title) => Change::Upsert {
+            key: title_key(&entry.session_id),
+            conversation: entry.session_id,
+            user: entry.user_id.clone(),
+            kind: KIND_TITLE,
+            role: "",
+            text: title.to_owned(),
+            created_ms: Some(entry.ts_ms),
+        },
+        None => Change::DeleteKey(title_key(&entry.session_id)),
+    }
+}
+
+/// What one entry changes, its blobs read through `blob`.
+async fn changes_of(log: &dyn EventLog, entry: &LogEntry) -> Result<Vec<Change>, SearchError> {
+    let Body::Event(event) = &entry.body else {
+        return Ok(Vec::new());
+    };
+    let message = |message: &octo_core::Message| Change::Upsert {
+        key: message.id.to_string(),
+        conversation: entry.session_id,
+        user: entry.user_id.clone(),
+        kind: KIND_MESSAGE,
+        role: role_of(message.role),
+        text: message_text(message),
+        created_ms: Some(message.created_ms),
+    };
+    Ok(match event {
+        Event::MessageCreated(created) => vec![message(&created.message)],
+        Event::StreamMessageEnd(end) => vec![message(&end.message)],
+        Event::HistoryMessageUpserted(upserted) => {
+            let text = match &upserted.content {
+                TextOrBlob::Inline(text) => text.clone(),
+                TextOrBlob::Blob(reference) => {
+                    let bytes = log
+                        .blob(reference.blob)
+                        .await
+                        .map_err(index_error)?
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            vec![Change::Upsert {
+                key: upserted.message_id.to_string(),
+                conversation: entry.session_id,
+                user: entry.user_id.clone(),
+                kind: KIND_MESSAGE,
+                role: history_role(upserted.role),
+                text,
+                created_ms: upserted.created_ms,
+            }]
+        }
+        Event::SessionCreated(created) => vec![title_change(entry, created.title.as_deref())],
+        Event::SessionForked(forked) => vec![title_change(entry, forked.title.as_deref())],
+        Event::SessionRenamed(renamed) => vec![title_change(entry, Some(&renamed.title))],
+        Event::HistoryConversationUpserted(upserted) => {
+            vec![title_change(entry, upserted.title.as_deref())]
+        }
+        Event::HistoryConversationUpdated(updated) => match &updated.title {
+            Some(title) => vec![title_change(entry, Some(title))],
+            None => Vec::new(),
+        },
+        Event::SessionDeleted(_) | Event::HistoryConversationDeleted(_) => {
+            vec![Change::DeleteConversation(entry.session_id)]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// The index: its writer (used by the projector only) and its reader.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    fields: Fields,
+    natural: TextAnalyzer,
+    code: TextAnalyzer,
+}
+
+impl SearchIndex {
+    /// Opens (or creates) the index of the current version under `dir`, dropping older versions.
+    /// Blocking.
+    ///
+    /// # Errors
+    /// [`SearchError::Index`].
+    pub fn open(dir: &Path) -> Result<SearchIndex, SearchError> {
+        let current = format!("search.v{VERSION}");
+        if let Ok(read) = std::fs::read_dir(dir) {
+            for old in read.flatten() {
+                let name = old.file_name().to_string_lossy().into_owned();
+                if name.starts_with("search.v") && name != current {
+                    tracing::info!(old = name, "dropping an older search index version");
+                    std::fs::remove_dir_all(old.path()).map_err(index_error)?;
+                }
+            }
+        }
+        let path: PathBuf = dir.join(current);
+        std::fs::create_dir_all(&path).map_err(index_error)?;
+        let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(&path).map_err(index_error)?;
+        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
+        let natural = natural_analyzer();
+        let code = code_analyzer()?;
+        index.tokenizers().register(NATURAL, natural.clone());
+        index.tokenizers().register(CODE, code.clone());
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .map_err(index_error)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_error)?;
+        Ok(SearchIndex {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+            natural,
+            code,
+        })
+    }
+
+    /// The offset of the last commit (0: nothing).
+    ///
+    /// # Errors
+    /// [`SearchError::Index`].
+    pub fn committed(&self) -> Result<Offset, SearchError> {
+        let metas = self.index.load_metas().map_err(index_error)?;
+        match metas.payload {
+            None => Ok(Offset::ZERO),
+            Some(payload) => payload
+                .parse::<u64>()
+                .map_err(index_error)
+                .and_then(|value| Offset::new(value).map_err(index_error)),
+        }
+    }
+
+    fn apply(&self, changes: Vec<Change>, applied: Offset) -> Result<(), SearchError> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| SearchError::Index("the index writer panicked".to_owned()))?;
+        let f = self.fields;
+        for change in changes {
+            match change {
+                Change::Upsert {
+                    key,
+                    conversation,
+                    user,
+                    kind,
+                    role,
+                    text,
+                    created_ms,
+                } => {
+                    writer.delete_term(Term::from_field_text(f.key, &key));
+                    let mut doc = TantivyDocument::new();
+                    doc.add_text(f.key, &key);
+                    doc.add_text(f.conversation, conversation.to_string());
+                    doc.add_text(f.user, user.as_str());
+                    doc.add_text(f.kind, kind);
+                    doc.add_text(f.role, role);
+                    doc.add_text(f.natural, &text);
+                    doc.add_text(f.code, &text);
+                    if let Some(created_ms) = created_ms {
+                        doc.add_i64(f.created_ms, created_ms);
+                    }
+                    writer.add_document(doc).map_err(index_error)?;
+                }
+                Change::DeleteKey(key) => {
+                    writer.delete_term(Term::from_field_text(f.key, &key));
+                }
+                Change::DeleteConversation(conversation) => {
+                    writer.delete_term(Term::from_field_text(
+                        f.conversation,
+                        &conversation.to_string(),
+                    ));
+                }
+            }
+        }
+        let mut commit = writer.prepare_commit().map_err(index_error)?;
+        commit.set_payload(&applied.get().to_string());
+        commit.commit().map_err(index_error)?;
+        drop(writer);
+        self.reader.reload().map_err(index_error)
+    }
+
+    fn analyzer(&self, mode: Mode) -> (&TextAnalyzer, Field) {
+        match mode {
+            Mode::Natural => (&self.natural, self.fields.natural),
+            Mode::Code => (&self.code, self.fields.code),
+        }
+    }
+
+    fn token_query(&self, mode: Mode, token: &QueryToken) -> Option<Box<dyn Query>> {
+        let (analyzer, field) = self.analyzer(mode);
+        let terms: Vec<Term> = analyze(analyzer, &token.text)
+            .into_iter()
+            .map(|(text, _, _)| Term::from_field_text(field, &text))
+            .collect();
+        match (terms.len(), token.prefix) {
+            (0, _) => None,
+            (1, false) => Some(Box::new(TermQuery::new(
+                terms[0].clone(),
+                IndexRecordOption::WithFreqs,
+            ))),
+            (1, true) => {
+                let value = terms[0].value();
+                let pattern = format!("{}.*", escape_regex(value.as_str().unwrap_or_default()));
+                RegexQuery::from_pattern(&pattern, field)
+                    .ok()
+                    .map(|query| Box::new(query) as Box<dyn Query>)
+            }
+            (_, false) => Some(Box::new(PhraseQuery::new(terms))),
+            (_, true) => Some(Box::new(PhrasePrefixQuery::new(terms))),
+        }
+    }
+
+    /// Every message matching `query` and `filter`, best first (ties in index order).
+    ///
+    /// # Errors
+    /// [`SearchError`].
+    pub fn search(&self, query: &SearchQuery, filter: &HitFilter) -> Result<Vec<Hit>, SearchError> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for token in &query.tokens {
+            if let Some(q) = self.token_query(query.mode, token) {
+                clauses.push((Occur::Must, q));
+            }
+        }
+        if clauses.is_empty() {
+            return Err(SearchError::Query(
+                "the query has no words to search for".to_owned(),
+            ));
+        }
+        let exact = |field: Field, text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        clauses.push((Occur::Must, exact(f.user, filter.user.as_str())));
+        clauses.push((Occur::Must, exact(f.kind, KIND_MESSAGE)));
+        if let Some(role) = &filter.role {
+            clauses.push((Occur::Must, exact(f.role, role)));
+        }
+        let searcher = self.reader.searcher();
+        let limit = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX).max(1);
+        let top = searcher
+            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit).order_by_score())
+            .map_err(index_error)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+            let text = |field: Field| {
+                doc.get_first(field)
+                    .and_then(|value| value.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let created_ms = doc.get_first(f.created_ms).and_then(|value| value.as_i64());
+            let in_time = filter
+                .after_ms
+                .is_none_or(|after| created_ms.is_some_and(|at| at > after))
+                && filter
+                    .before_ms
+                    .is_none_or(|before| created_ms.is_some_and(|at| at < before));
+            if !in_time {
+                continue;
+            }
+            let Ok(conversation) = SessionId::parse(&text(f.conversation)) else {
+                continue;
+            };
+            hits.push(Hit {
+                message_id: text(f.key),
+                conversation,
+                role: text(f.role),
+                content: text(f.natural),
+                created_ms,
+                score: -score,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// About 12 tokens of `content` around the first match, matches in `[` `]`, cut ends `…`.
+    pub fn snippet(&self, query: &SearchQuery, content: &str) -> String {
+        let (analyzer, _) = self.analyzer(query.mode);
+        let wanted: Vec<(String, bool)> = query
+            .tokens
+            .iter()
+            .flat_map(|token| {
+                let terms = analyze(analyzer, &token.text);
+                let last = terms.len().saturating_sub(1);
+                terms
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(n, (text, _, _))| (text, token.prefix && n == last))
+            })
+            .collect();
+        let tokens = analyze(analyzer, content);
+        let matches = |text: &str| {
+            wanted
+                .iter()
+                .any(|(term, prefix)| text == term || (*prefix && text.starts_with(term.as_str())))
+        };
+        let first = tokens.iter().position(|(text, _, _)| matches(text)).unwrap_or(0);
+        let start = first.saturating_sub(SNIPPET_TOKENS / 3);
+        let end = (start + SNIPPET_TOKENS).min(tokens.len());
+        if tokens.is_empty() || start >= end {
+            return content.chars().take(120).collect();
+        }
+        let mut snippet = String::new();
+        if start > 0 {
+            snippet.push('…');
+        }
+        let mut at = tokens[start].1;
+        for (text, from, to) in &tokens[start..end] {
+            snippet.push_str(&content[at..*from]);
+            if matches(text) {
+                snippet.push('[');
+                snippet.push_str(&content[*from..*to]);
+                snippet.push(']');
+            } else {
+                snippet.push_str(&content[*from..*to]);
+            }
+            at = *to;
+        }
+        if end < tokens.len() {
+            snippet.push('…');
+        }
+        snippet
+    }
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~\"<>@".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// What readers hold: the index and its applied offset.
+#[derive(Clone)]
+pub struct Searcher {
+    index: Arc<SearchIndex>,
+    applied: watch::Receiver<Offset>,
+    _task: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Searcher {
+    /// The newest offset the index reflects.
+    pub fn applied(&self) -> Offset {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the index reflects `offset` (read your writes).
+    ///
+    /// # Errors
+    /// [`WaitError`].
+    pub async fn wait_for(&self, offset: Offset, timeout: Duration) -> Result<(), WaitError> {
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= offset)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(WaitError::Stopped),
+            Err(_) => Err(WaitError::Timeout {
+                wanted: offset,
+                applied: self.applied(),
+            }),
+        }
+    }
+
+    /// See [`SearchIndex::search`].
+    ///
+    /// # Errors
+    /// [`SearchError`].
+    pub fn search(&self, query: &SearchQuery, filter: &HitFilter) -> Result<Vec<Hit>, SearchError> {
+        self.index.search(query, filter)
+    }
+
+    /// See [`SearchIndex::snippet`].
+    pub fn snippet(&self, query: &SearchQuery, content: &str) -> String {
+        self.index.snippet(query, content)
+    }
+}
+
+/// Opens the index under `dir` and starts its projector: it catches up from the last commit, then
+/// follows the log.
+///
+/// # Errors
+/// [`SearchError`] if the index cannot be opened.
+pub async fn spawn_search(log: Arc<dyn EventLog>, dir: PathBuf) -> Result<Searcher, SearchError> {
+    let index = tokio::task::spawn_blocking(move || SearchIndex::open(&dir))
+        .await
+        .map_err(index_error)??;
+    let index = Arc::new(index);
+    let committed = index.committed()?;
+    let (publish, applied) = watch::channel(committed);
+    let task = tokio::spawn(run(log, Arc::clone(&index), committed, publish));
+    Ok(Searcher {
+        index,
+        applied,
+        _task: Arc::new(AbortOnDrop(task)),
+    })
+}
+
+async fn run(
+    log: Arc<dyn EventLog>,
+    index: Arc<SearchIndex>,
+    applied: Offset,
+    publish: watch::Sender<Offset>,
+) {
+    let mut subscription =
+        match Subscription::new(Arc::clone(&log), LogFilter::all(), applied, QueueBound::default()) {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::error!(error = %e, "search projector cannot subscribe");
+                return;
+            }
+        };
+    loop {
+        let mut batch = Vec::with_capacity(64);
+        match subscription.next().await {
+            Ok(entry) => batch.push(entry),
+            Err(e) => {
+                tracing::error!(error = %e, "search projector lost the log");
+                return;
+            }
+        }
+        while batch.len() < APPLY_BATCH_ENTRIES_MAX {
+            match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
+                Ok(Ok(entry)) => batch.push(entry),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "search projector lost the log");
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map_or(Offset::ZERO, |entry| entry.offset);
+        let mut changes = Vec::new();
+        for entry in &batch {
+            match changes_of(&*log, entry).await {
+                Ok(more) => changes.extend(more),
+                Err(e) => {
+                    tracing::error!(error = %e, "search projector stopped");
+                    return;
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let index = Arc::clone(&index);
+            let done = tokio::task::spawn_blocking(move || index.apply(changes, last)).await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "search projector stopped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "search projector panicked");
+                    return;
+                }
+            }
+        }
+        // With no change the commit's payload lags behind: a restart re-reads a few entries that
+        // change nothing.
+        publish.send_replace(last);
+    }
+}
+
+/// Applies `entries` straight to an index, committing once: for rebuild benchmarks and tests.
+///
+/// # Errors
+/// [`SearchError`].
+pub async fn apply_entries(
+    log: &dyn EventLog,
+    index: &SearchIndex,
+    entries: &[Arc<LogEntry>],
+) -> Result<usize, SearchError> {
+    let mut changes = Vec::new();
+    for entry in entries {
+        changes.extend(changes_of(log, entry).await?);
+    }
+    let count = changes.len();
+    if let Some(last) = entries.last() {
+        index.apply(changes, last.offset)?;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_mode_reads_code_by_its_look() {
+        assert_eq!(SearchQuery::parse("running tests", 0).map(|q| q.mode).ok(), Some(Mode::Natural));
+        for code in ["src/foo_bar.rs", "std::fs::read", "a->b", "foo_bar", "x.y", "camelCase"] {
+            assert_eq!(SearchQuery::parse(code, 0).map(|q| q.mode).ok(), Some(Mode::Code), "{code}");
+        }
+        assert_eq!(SearchQuery::parse("foo", 2).map(|q| q.mode).ok(), Some(Mode::Code));
+        assert!(matches!(SearchQuery::parse("   ", 0), Err(SearchError::Query(_))));
+        assert!(matches!(SearchQuery::parse("* **", 0), Err(SearchError::Query(_))));
+    }
+
+    #[test]
+    fn code_tokens_keep_paths_whole() {
+        let analyzer = code_analyzer().expect("regex compiles");
+        let tokens: Vec<String> = analyze(&analyzer, "edit src/foo_bar.rs and std::fs::read")
+            .into_iter()
+            .map(|(text, _, _)| text)
+            .collect();
+        assert_eq!(tokens, ["edit", "src/foo_bar.rs", "and", "std::fs::read"]);
+    }
+}

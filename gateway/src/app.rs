@@ -22,9 +22,9 @@ pub const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
 /// Shared by every connection.
 pub struct App {
     pub log: Arc<dyn EventLog>,
-    pub sessions: ProjectionHandle<Sessions>,
+    pub sessions: Arc<ProjectionHandle<Sessions>>,
     pub ui: ProjectionHandle<UiState>,
-    pub history: ProjectionHandle<History>,
+    pub history: Arc<ProjectionHandle<History>>,
     /// The projections' store, for reads that must be consistent across them.
     pub store: ProjectionStore,
     pub users: UserStore,
@@ -59,9 +59,9 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         log: Arc<dyn EventLog>,
-        sessions: ProjectionHandle<Sessions>,
+        sessions: Arc<ProjectionHandle<Sessions>>,
         ui: ProjectionHandle<UiState>,
-        history: ProjectionHandle<History>,
+        history: Arc<ProjectionHandle<History>>,
         store: ProjectionStore,
         users: UserStore,
         producer: ProducerId,

@@ -44,6 +44,10 @@ pub struct ServeConfig {
     pub harness_env: Vec<(String, String)>,
     /// pi extensions loaded in every session (their dialogs become `input.requested`).
     pub pi_extensions: Vec<PathBuf>,
+    /// hstry's gRPC API, on loopback (port 0: any free port); `None` turns it off.
+    pub hstry_listen: Option<SocketAddr>,
+    /// hstry's gRPC API on a Unix socket too (mode 0600).
+    pub hstry_unix: Option<PathBuf>,
 }
 
 /// The default run.no_progress_ms (PROTOCOL.md 8).
@@ -69,6 +73,8 @@ impl ServeConfig {
             node_id: "n1".to_owned(),
             harness_env: harness_env_from_process(),
             pi_extensions: Vec::new(),
+            hstry_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            hstry_unix: None,
         }
     }
 }

@@ -68,6 +68,17 @@ struct Serve {
     /// This node's id (the gateway's producer is gw:<node>).
     #[arg(long, env = "OCTO_NODE_ID", default_value = "n1")]
     node_id: String,
+    /// Where hstry's gRPC API listens, loopback only (port 0: any free port; it is written to
+    /// <data dir>/hstry-addr).
+    #[arg(long, env = "OCTO_HSTRY_LISTEN", default_value = "127.0.0.1:0")]
+    hstry_listen: std::net::SocketAddr,
+    /// Also serve hstry's API on this Unix socket (mode 0600), e.g.
+    /// ~/.local/state/hstry/service.sock for unmodified hstry clients.
+    #[arg(long, env = "OCTO_HSTRY_UNIX")]
+    hstry_unix: Option<PathBuf>,
+    /// Do not serve hstry's gRPC API.
+    #[arg(long)]
+    no_hstry: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +179,14 @@ fn serve(data_dir: PathBuf, args: Serve) -> anyhow::Result<()> {
     config.home = home;
     config.node_id = args.node_id;
     config.pi_extensions = args.pi_extensions;
+    if !args.hstry_listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--hstry-listen {}: hstry's API has no authentication, so it listens on loopback only",
+            args.hstry_listen
+        );
+    }
+    config.hstry_listen = (!args.no_hstry).then_some(args.hstry_listen);
+    config.hstry_unix = args.hstry_unix;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -14,6 +14,7 @@ use octo_log::fjall::{FjallConfig, FjallLog};
 use octo_projections::history::History;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
+use octo_projections::search::spawn_search;
 use octo_projections::{ProjectionStore, spawn_projector};
 use octo_runner::local::LocalRunner;
 use octo_runner::pi::factory::{PI_HARNESS, PiFactory};
@@ -40,6 +41,7 @@ pub struct Server {
     serve: Option<tokio::task::JoinHandle<()>>,
     dispatcher: Option<crate::dispatcher::Dispatcher>,
     demo: Option<Demo>,
+    hstry: Option<octo_hstry::HstryServer>,
 }
 
 impl Server {
@@ -51,6 +53,11 @@ impl Server {
     /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where hstry's gRPC API listens, when it is on.
+    pub fn hstry_addr(&self) -> Option<SocketAddr> {
+        self.hstry.as_ref().map(|hstry| hstry.addr)
     }
 
     /// The first user.
@@ -78,6 +85,9 @@ impl Server {
     pub async fn shutdown(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        if let Some(hstry) = self.hstry.take() {
+            hstry.shutdown().await;
         }
         // Open WebSockets would hold a graceful shutdown forever: give them a moment, then go.
         if let Some(mut serve) = self.serve.take()
@@ -270,9 +280,34 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
 
     let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(data_dir.join("log")))?;
     let store = ProjectionStore::open(data_dir.join("projections"))?;
-    let sessions = spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?;
+    let sessions = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?);
     let ui = spawn_projector(Arc::clone(&log), store.clone(), UiState).await?;
-    let history = spawn_projector(Arc::clone(&log), store.clone(), History).await?;
+    let history = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), History).await?);
+    let searcher = spawn_search(Arc::clone(&log), data_dir.join("search")).await?;
+    let hstry = match config.hstry_listen {
+        None => None,
+        Some(listen) => {
+            let facade = Arc::new(octo_hstry::Hstry::new(
+                Arc::clone(&log),
+                store.clone(),
+                Arc::clone(&history),
+                Arc::clone(&sessions),
+                searcher.clone(),
+                user.id.clone(),
+                &config.node_id,
+            )?);
+            let options = octo_hstry::ServeOptions {
+                listen,
+                unix: config.hstry_unix.clone(),
+            };
+            let server = octo_hstry::HstryServer::start(facade, options).await?;
+            crate::users::write_private(
+                &data_dir.join("hstry-addr"),
+                server.addr.to_string().as_bytes(),
+            )?;
+            Some(server)
+        }
+    };
     let producer = ProducerId::new(format!("gw:{}", config.node_id))?;
     let app = Arc::new(App::new(
         Arc::clone(&log),
@@ -347,5 +382,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         serve: Some(serve),
         dispatcher: Some(dispatcher),
         demo,
+        hstry,
     })
 }

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use octo_core::Message as OctoMessage;
 use octo_core::history::HistoryMessageUpserted;
-use octo_core::message::{Part, Role};
+use octo_core::message::{Part, ResultContent, Role};
 use octo_projections::history::conversations::{ConversationRecord, message_text};
 use serde_json::{Value, json};
 
@@ -110,19 +110,31 @@ fn part_json(part: &Part) -> Value {
             "input": call.input,
         }),
         Part::ToolResult(result) => {
-            let output: Vec<Value> = result.content.iter().map(part_json).collect();
-            let text: Vec<&str> = result
+            let all_text = result
                 .content
                 .iter()
-                .filter_map(|part| match part {
-                    Part::Text(text) => Some(text.text.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let output = if output.len() == text.len() {
+                .all(|part| matches!(part, ResultContent::Text(_)));
+            let output = if all_text {
+                let text: Vec<&str> = result
+                    .content
+                    .iter()
+                    .filter_map(|part| match part {
+                        ResultContent::Text(text) => Some(text.text.as_str()),
+                        ResultContent::Image(_) => None,
+                    })
+                    .collect();
                 Value::String(text.join("\n"))
             } else {
-                Value::Array(output)
+                Value::Array(
+                    result
+                        .content
+                        .iter()
+                        .map(|part| match part {
+                            ResultContent::Text(text) => part_json(&Part::Text(text.clone())),
+                            ResultContent::Image(image) => part_json(&Part::Image(image.clone())),
+                        })
+                        .collect(),
+                )
             };
             json!({
                 "type": "tool_result",
@@ -142,7 +154,7 @@ fn part_json(part: &Part) -> Value {
             if let Some(data) = &image.data {
                 value["source"] = Value::String("base64".to_owned());
                 value["data"] = Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(data.as_slice()),
+                    base64::engine::general_purpose::STANDARD.encode(data.0.as_slice()),
                 );
             }
             value
@@ -150,6 +162,8 @@ fn part_json(part: &Part) -> Value {
         Part::FileRef(file) => {
             json!({"type": "file_ref", "id": file.id.to_string(), "uri": file.path})
         }
+        // A part type newer than this facade: kept visible, as hstry keeps unknown types.
+        other => json!({"type": "other", "value": serde_json::to_value(other).unwrap_or(Value::Null)}),
     }
 }
 

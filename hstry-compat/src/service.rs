@@ -513,7 +513,7 @@ impl WriteService for Arc<Hstry> {
                 .map_err(store_failed)?,
         );
         if let Some(record) = &existing {
-            Self::refuse_session(record)?;
+            Hstry::refuse_session(record)?;
         }
         let id = existing.as_ref().map_or_else(SessionId::new, |record| record.id);
         let metadata = content::metadata_json(&conversation.metadata_json);
@@ -608,7 +608,7 @@ impl WriteService for Arc<Hstry> {
         let record = self
             .find_for_write(&conversations, &request.source_id, &request.external_id)?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
-        Self::refuse_session(&record)?;
+        Hstry::refuse_session(&record)?;
         let mut entries = self.message_entries(&conversations, record.id, true, request.messages)?;
         let written = entries.len();
         if let Some(updated_ms) = request.updated_at_ms {
@@ -642,7 +642,7 @@ impl WriteService for Arc<Hstry> {
         let record = self
             .find_for_write(&self.conversations(&snapshot), &request.source_id, &request.external_id)?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
-        Self::refuse_session(&record)?;
+        Hstry::refuse_session(&record)?;
         drop(snapshot);
         let updated = HistoryConversationUpdated {
             title: request.title,
@@ -680,7 +680,7 @@ impl WriteService for Arc<Hstry> {
         let record = self
             .find_for_write(&self.conversations(&snapshot), &request.source_id, &request.external_id)?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
-        Self::refuse_session(&record)?;
+        Hstry::refuse_session(&record)?;
         drop(snapshot);
         self.append(vec![self.event(
             record.id,

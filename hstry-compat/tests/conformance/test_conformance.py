@@ -113,7 +113,11 @@ def channel(kind="main"):
             elif kind == "big":
                 ch = grpc.insecure_channel(ADDR, options=LIMIT_BIG_SEND)
             elif kind == "unix":
-                ch = grpc.insecure_channel("unix:" + UNIX_PATH, options=LIMIT_64)
+                # grpc-core would send the socket path as :authority, which HTTP/2 servers
+                # built on h2 (tonic's) refuse as malformed; name the host as tonic clients do.
+                ch = grpc.insecure_channel(
+                    "unix:" + UNIX_PATH,
+                    options=LIMIT_64 + [("grpc.default_authority", "localhost")])
             else:
                 raise ValueError(kind)
             _channels[kind] = ch

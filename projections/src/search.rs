@@ -400,7 +400,19 @@ impl SearchIndex {
             .writer
             .lock()
             .map_err(|_| SearchError::Index("the index writer panicked".to_owned()))?;
-        let f = self.fields;
+        Self::stage(&writer, self.fields, changes)?;
+        let mut commit = writer.prepare_commit().map_err(index_error)?;
+        commit.set_payload(&applied.get().to_string());
+        commit.commit().map_err(index_error)?;
+        drop(writer);
+        self.reader.reload().map_err(index_error)
+    }
+
+    fn stage(
+        writer: &IndexWriter<TantivyDocument>,
+        f: Fields,
+        changes: Vec<Change>,
+    ) -> Result<(), SearchError> {
         for change in changes {
             match change {
                 Change::Upsert {
@@ -437,11 +449,7 @@ impl SearchIndex {
                 }
             }
         }
-        let mut commit = writer.prepare_commit().map_err(index_error)?;
-        commit.set_payload(&applied.get().to_string());
-        commit.commit().map_err(index_error)?;
-        drop(writer);
-        self.reader.reload().map_err(index_error)
+        Ok(())
     }
 
     fn analyzer(&self, mode: Mode) -> (&TextAnalyzer, Field) {
@@ -758,6 +766,28 @@ pub async fn apply_entries(
         index.apply(changes, last.offset)?;
     }
     Ok(count)
+}
+
+/// Stages the changes of `entries` and never commits them: what a crash before the commit leaves
+/// behind (nothing, once the index is dropped and reopened). For crash tests.
+///
+/// # Errors
+/// [`SearchError`].
+#[doc(hidden)]
+pub async fn apply_entries_uncommitted(
+    log: &dyn EventLog,
+    index: &SearchIndex,
+    entries: &[Arc<LogEntry>],
+) -> Result<(), SearchError> {
+    let mut changes = Vec::new();
+    for entry in entries {
+        changes.extend(changes_of(log, entry).await?);
+    }
+    let writer = index
+        .writer
+        .lock()
+        .map_err(|_| SearchError::Index("the index writer panicked".to_owned()))?;
+    SearchIndex::stage(&writer, index.fields, changes)
 }
 
 #[cfg(test)]

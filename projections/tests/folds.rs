@@ -189,15 +189,92 @@ impl LogBuilder {
     }
 }
 
+/// A conversation written through hstry's API.
+struct Written {
+    user: String,
+    id: SessionId,
+    message_ids: Vec<MessageId>,
+}
+
+impl LogBuilder {
+    /// One hstry write: a new conversation with messages, or on an existing one an upsert, new and
+    /// rewritten messages, a touch, an update, tags, or a delete (PROTOCOL.md 6.7).
+    fn hstry(&mut self, written: &mut Vec<Written>, user: &str, step: usize, rng: &mut StdRng) {
+        let message = |idx: usize, id: MessageId, text: String| {
+            json!({"type": "history.message_upserted", "idx": idx, "message_id": id,
+                "role": if idx % 2 == 0 { "user" } else { "assistant" }, "content": text,
+                "parts_json": "[]", "created_ms": 1_700_000_000_000i64 + idx as i64,
+                "metadata_json": "{}", "sender_json": ""})
+        };
+        if written.is_empty() || rng.random_bool(0.3) {
+            let id = SessionId::new();
+            self.event(user, id, json!({"type": "history.conversation_upserted", "source_id": "pi",
+                "external_id": format!("x{step}"), "readable_id": "", "created_ms": 1_700_000_000_000i64,
+                "title": format!("written {step}"), "workspace": "/w", "metadata_json": "{}"}));
+            let mut message_ids = Vec::new();
+            for idx in 0..rng.random_range(0..4) {
+                let message_id = MessageId::new();
+                self.event(user, id, message(idx, message_id, format!("hstry text {step} {idx}")));
+                message_ids.push(message_id);
+            }
+            written.push(Written { user: user.to_owned(), id, message_ids });
+            return;
+        }
+        let at = rng.random_range(0..written.len());
+        let (owner, id) = (written[at].user.clone(), written[at].id);
+        match rng.random_range(0..6) {
+            0 => {
+                let idx = written[at].message_ids.len();
+                let message_id = MessageId::new();
+                self.event(&owner, id, message(idx, message_id, format!("appended {step}")));
+                written[at].message_ids.push(message_id);
+            }
+            1 if !written[at].message_ids.is_empty() => {
+                let idx = rng.random_range(0..written[at].message_ids.len());
+                let message_id = written[at].message_ids[idx];
+                self.event(&owner, id, message(idx, message_id, format!("rewritten {step}")));
+            }
+            2 => {
+                self.event(&owner, id, json!({"type": "history.conversation_updated",
+                    "title": format!("updated {step}"), "platform_id": format!("p{step}"),
+                    "updated_ms": 1_700_000_500_000i64 + step as i64}));
+            }
+            3 => {
+                let tag = if rng.random_bool(0.5) { "bug" } else { "idea" };
+                let kind = if rng.random_bool(0.7) { "history.tag_added" } else { "history.tag_removed" };
+                self.event(&owner, id, json!({"type": kind, "tag": tag}));
+            }
+            4 => {
+                self.event(&owner, id, json!({"type": "history.conversation_touched",
+                    "updated_ms": 1_700_000_900_000i64 + step as i64}));
+            }
+            _ if rng.random_bool(0.3) => {
+                self.event(&owner, id, json!({"type": "history.conversation_deleted"}));
+                written.remove(at);
+            }
+            _ => {
+                self.event(&owner, id, json!({"type": "history.conversation_upserted", "source_id": "pi",
+                    "external_id": "", "readable_id": format!("r{step}"), "created_ms": 5,
+                    "model": "m9", "metadata_json": "{\"k\":1}"}));
+            }
+        }
+    }
+}
+
 /// A random but valid log: sessions of two users with turns, renames, model changes, forks,
-/// failed commands and deletions.
+/// failed commands and deletions, and conversations written through hstry's API.
 fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = LogBuilder::new();
     log.breaks = true;
     let mut sessions: Vec<(String, SessionId)> = Vec::new();
+    let mut written: Vec<Written> = Vec::new();
     for step in 0..n_steps {
         let user = if rng.random_bool(0.7) { "alice" } else { "bob" }.to_owned();
+        if rng.random_bool(0.15) {
+            log.hstry(&mut written, &user, step, &mut rng);
+            continue;
+        }
         if sessions.is_empty() || rng.random_bool(0.1) {
             let session_id = log.create(&user);
             sessions.push((user, session_id));
@@ -768,4 +845,75 @@ fn history_builds_drafts_and_pages_a_forked_view() {
     }
     let whole = History::page(&snapshot, &history, &sessions, &child, None, 200).expect("reads");
     assert_eq!(paged, whole.messages);
+}
+
+/// What search finds for a fixed set of queries and both users: (query, user, message id,
+/// conversation, role, content), sorted. Scores are left out: BM25 statistics count documents
+/// that deletes have not yet merged away, so they depend on segment history, not on the log.
+fn search_answers(
+    index: &octo_projections::search::SearchIndex,
+) -> Vec<(String, String, String, String, String, String)> {
+    use octo_projections::search::{HitFilter, SearchQuery};
+    let mut answers = Vec::new();
+    for query in ["prompt", "done", "hstry", "rewritten", "appended", "text*", "d0"] {
+        for user in ["alice", "bob"] {
+            let parsed = SearchQuery::parse(query, 0).expect("query parses");
+            let filter = HitFilter {
+                user: UserId::new(user).expect("valid"),
+                role: None,
+                after_ms: None,
+                before_ms: None,
+            };
+            for hit in index.search(&parsed, &filter).expect("searches") {
+                answers.push((
+                    query.to_owned(),
+                    user.to_owned(),
+                    hit.message_id,
+                    hit.conversation.to_string(),
+                    hit.role,
+                    hit.content,
+                ));
+            }
+        }
+    }
+    answers.sort();
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_rebuild_equals_incremental_with_crashes() {
+    use octo_projections::search::{SearchIndex, apply_entries, apply_entries_uncommitted};
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The folds read blobs through the log; these logs have none, so an empty log serves.
+    let log = octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
+        .expect("log opens");
+    for seed in 0..6u64 {
+        let entries: Vec<Arc<LogEntry>> = random_log(seed, 150).into_iter().map(Arc::new).collect();
+        let rebuilt_dir = dir.path().join(format!("rebuilt-{seed}"));
+        let rebuilt = SearchIndex::open(&rebuilt_dir).expect("opens");
+        apply_entries(&*log, &rebuilt, &entries).await.expect("applies");
+
+        let mut rng = StdRng::seed_from_u64(seed);
+        let incremental_dir = dir.path().join(format!("incremental-{seed}"));
+        let mut index = SearchIndex::open(&incremental_dir).expect("opens");
+        let mut next = 0usize;
+        while next < entries.len() {
+            let end = (next + rng.random_range(1..40)).min(entries.len());
+            if rng.random_bool(0.2) {
+                apply_entries_uncommitted(&*log, &index, &entries[next..end])
+                    .await
+                    .expect("stages");
+                drop(index);
+                index = SearchIndex::open(&incremental_dir).expect("reopens");
+                let committed = index.committed().expect("committed");
+                next = entries.iter().position(|e| e.offset > committed).unwrap_or(entries.len());
+                continue;
+            }
+            apply_entries(&*log, &index, &entries[next..end]).await.expect("applies");
+            next = end;
+        }
+        let answers = search_answers(&rebuilt);
+        assert!(!answers.is_empty(), "seed {seed}: the queries find something");
+        assert_eq!(answers, search_answers(&index), "seed {seed}");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use octo_core::frame::{HarnessInfo, HelloLimits};
 use octo_core::{FieldLimits, Offset, ProducerId, SessionId, UserId};
 use octo_log::{EventLog, QueueBound};
+use octo_projections::analytics::Analytics;
 use octo_projections::history::History;
 use octo_projections::sessions::{SessionRecord, Sessions};
 use octo_projections::ui_state::{SessionUi, UiState};
@@ -25,6 +26,7 @@ pub struct App {
     pub sessions: Arc<ProjectionHandle<Sessions>>,
     pub ui: ProjectionHandle<UiState>,
     pub history: Arc<ProjectionHandle<History>>,
+    pub analytics: Arc<ProjectionHandle<Analytics>>,
     /// The projections' store, for reads that must be consistent across them.
     pub store: ProjectionStore,
     pub users: UserStore,
@@ -62,6 +64,7 @@ impl App {
         sessions: Arc<ProjectionHandle<Sessions>>,
         ui: ProjectionHandle<UiState>,
         history: Arc<ProjectionHandle<History>>,
+        analytics: Arc<ProjectionHandle<Analytics>>,
         store: ProjectionStore,
         users: UserStore,
         producer: ProducerId,
@@ -81,6 +84,7 @@ impl App {
             sessions,
             ui,
             history,
+            analytics,
             store,
             users,
             producer,

@@ -63,6 +63,22 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
     let lock = app.session_lock(session_id);
     let _serialised = lock.lock().await;
     match app.owned_session(user_id, &session_id).await {
+        Ok(Some(record))
+            if record.read_only
+                && !matches!(
+                    frame.command,
+                    Command::SessionRename(_) | Command::SessionDelete(_)
+                ) =>
+        {
+            return rejected(
+                &frame,
+                Error::new(
+                    ErrorCode::Unsupported,
+                    "this session was written through hstry's API: it can be renamed, deleted or forked, not run",
+                )
+                .with_ref("read_only"),
+            );
+        }
         Ok(Some(_)) => {}
         Ok(None) => return rejected(&frame, not_found(&session_id)),
         Err(e) => return rejected(&frame, unavailable(e)),

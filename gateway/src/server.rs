@@ -11,10 +11,11 @@ use octo_core::frame::{HarnessInfo, ModelInfo};
 use octo_core::{ModelRef, ProducerId, ThinkingLevel};
 use octo_log::EventLog;
 use octo_log::fjall::{FjallConfig, FjallLog};
+use octo_projections::analytics::Analytics;
 use octo_projections::history::History;
+use octo_projections::search::spawn_search;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
-use octo_projections::search::spawn_search;
 use octo_projections::{ProjectionStore, spawn_projector};
 use octo_runner::local::LocalRunner;
 use octo_runner::pi::factory::{PI_HARNESS, PiFactory};
@@ -283,6 +284,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let sessions = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?);
     let ui = spawn_projector(Arc::clone(&log), store.clone(), UiState).await?;
     let history = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), History).await?);
+    let analytics = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), Analytics).await?);
     let searcher = spawn_search(Arc::clone(&log), data_dir.join("search")).await?;
     let hstry = match config.hstry_listen {
         None => None,
@@ -314,6 +316,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         sessions,
         ui,
         history,
+        analytics,
         store,
         users,
         producer,

@@ -40,7 +40,11 @@ async fn a_pi_session_reads_through_hstry_as_the_websocket_streamed_it() {
     let prompt = agent.prompt(session_id, "take an inventory please").await;
     agent.until_run_ends(prompt).await;
     let streamed = messages_of(&agent.entries);
-    assert_eq!(streamed.len(), 4, "user, assistant with a tool call, tool, assistant");
+    assert_eq!(
+        streamed.len(),
+        4,
+        "user, assistant with a tool call, tool, assistant"
+    );
 
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
@@ -88,7 +92,11 @@ async fn a_pi_session_reads_through_hstry_as_the_websocket_streamed_it() {
         .await
         .expect("messages")
         .into_inner();
-    assert_eq!(got.conversation_id, session_id.to_string(), "the UUID is the session id");
+    assert_eq!(
+        got.conversation_id,
+        session_id.to_string(),
+        "the UUID is the session id"
+    );
     assert_eq!(got.messages.len(), streamed.len());
     for (idx, (hstry, octo)) in got.messages.iter().zip(&streamed).enumerate() {
         assert_eq!(hstry.idx, i32::try_from(idx).expect("small"));
@@ -114,7 +122,9 @@ async fn a_pi_session_reads_through_hstry_as_the_websocket_streamed_it() {
                     assert_eq!(part["toolCallId"], result.tool_call_id.as_str());
                     assert_eq!(part["isError"], false);
                     assert!(
-                        part["output"].as_str().is_some_and(|o| o.contains("zephyrine")),
+                        part["output"]
+                            .as_str()
+                            .is_some_and(|o| o.contains("zephyrine")),
                         "{part}"
                     );
                 }
@@ -150,10 +160,107 @@ async fn a_pi_session_reads_through_hstry_as_the_websocket_streamed_it() {
         .into_inner()
         .hits;
     assert!(
-        hits.iter().any(|hit| hit.conversation_id == session_id.to_string()
-            && hit.role == "assistant"
-            && hit.message_idx == 3
-            && hit.snippet.contains("[zephyrine]")),
+        hits.iter()
+            .any(|hit| hit.conversation_id == session_id.to_string()
+                && hit.role == "assistant"
+                && hit.message_idx == 3
+                && hit.snippet.contains("[zephyrine]")),
         "{hits:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_written_through_hstry_is_listed_read_only_and_can_be_renamed() {
+    use octo_core::ErrorCode;
+    use octo_core::frame::{AckStatus, AgentServerFrame, ServerFrame};
+    use octo_hstry::proto::write_service_client::WriteServiceClient;
+    use support::cid;
+
+    let octo = Octo::start(json!([])).await;
+    let addr = octo.server().hstry_addr().expect("hstry is served");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut write = WriteServiceClient::new(channel.clone());
+    let mut read = ReadServiceClient::new(channel);
+    let written = write
+        .write_conversation(proto::WriteConversationRequest {
+            conversation: Some(proto::Conversation {
+                source_id: "claude".into(),
+                external_id: "imported-1".into(),
+                title: Some("Imported talk".into()),
+                workspace: Some("/src/app".into()),
+                ..Default::default()
+            }),
+            messages: vec![
+                proto::Message {
+                    idx: 0,
+                    role: "user".into(),
+                    content: "why is the build slow".into(),
+                    ..Default::default()
+                },
+                proto::Message {
+                    idx: 1,
+                    role: "assistant".into(),
+                    content: "too many features".into(),
+                    ..Default::default()
+                },
+            ],
+        })
+        .await
+        .expect("written")
+        .into_inner();
+    let session_id: octo_core::SessionId = written.conversation_id.parse().expect("a v7 id");
+
+    let mut agent = Agent::new(octo.client().await);
+    agent
+        .client
+        .send(&json!({"ch": "agent", "type": "subscribe_sessions", "id": "l", "after": null}))
+        .await
+        .expect("sends");
+    let items = agent
+        .until(|frame, _| match frame {
+            ServerFrame::Agent(AgentServerFrame::Sessions(sessions)) if sessions.done => {
+                Some(sessions.items.clone())
+            }
+            _ => None,
+        })
+        .await;
+    let listed = items
+        .iter()
+        .find(|s| s.session_id == session_id)
+        .expect("the written conversation is listed");
+    assert_eq!(
+        listed.harness, "claude",
+        "the source stands in for a harness"
+    );
+    assert_eq!(listed.title.as_deref(), Some("Imported talk"));
+    assert_eq!(listed.message_count, 2);
+    assert_eq!(listed.preview, "why is the build slow");
+
+    let prompt = agent
+        .command(json!({"ch": "agent", "type": "prompt", "command_id": cid(), "session_id": session_id, "text": "go on"}))
+        .await;
+    assert_eq!(prompt.status, AckStatus::Rejected);
+    let error = prompt.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::Unsupported);
+    assert_eq!(error.reference.as_deref(), Some("read_only"));
+
+    let renamed = agent
+        .command(json!({"ch": "agent", "type": "session.rename", "command_id": cid(), "session_id": session_id, "title": "Renamed in Octo"}))
+        .await;
+    assert_eq!(renamed.status, AckStatus::Accepted, "{renamed:?}");
+    let conversation = read
+        .get_conversation(proto::GetConversationRequest {
+            conversation_id: session_id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .conversation
+        .expect("found");
+    assert_eq!(conversation.title.as_deref(), Some("Renamed in Octo"));
 }

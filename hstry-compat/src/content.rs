@@ -149,7 +149,10 @@ mod tests {
     fn parts_that_are_not_an_array_become_empty() {
         assert_eq!(parts_json("not json"), "[]");
         assert_eq!(parts_json(r#"{"a":1}"#), "[]");
-        assert_eq!(parts_json(r#"[{"type":"text","id":"p","text":"x"}]"#), r#"[{"id":"p","text":"x","type":"text"}]"#);
+        assert_eq!(
+            parts_json(r#"[{"type":"text","id":"p","text":"x"}]"#),
+            r#"[{"id":"p","text":"x","type":"text"}]"#
+        );
     }
 
     #[test]
@@ -168,7 +171,10 @@ mod tests {
     #[test]
     fn senders_and_metadata_normalise() {
         assert_eq!(sender_json("nope"), "");
-        assert_eq!(sender_json(r#"{"type":"user","id":"u","name":"a"}"#), r#"{"id":"u","name":"a","type":"user"}"#);
+        assert_eq!(
+            sender_json(r#"{"type":"user","id":"u","name":"a"}"#),
+            r#"{"id":"u","name":"a","type":"user"}"#
+        );
         assert_eq!(metadata_json(""), "{}");
         assert_eq!(metadata_json("{oops"), "{}");
         assert_eq!(json_document("{oops"), None);

@@ -28,13 +28,19 @@ pub fn derived_uuid(purpose: &str, parts: &[&[u8]]) -> uuid::Uuid {
 /// The id a message inherited by a fork has on the hstry surface, where a message id belongs to
 /// one conversation (HSTRY_API.md 8).
 pub fn inherited_message_id(fork: &uuid::Uuid, message: &uuid::Uuid) -> uuid::Uuid {
-    derived_uuid("octo-hstry inherited message", &[fork.as_bytes(), message.as_bytes()])
+    derived_uuid(
+        "octo-hstry inherited message",
+        &[fork.as_bytes(), message.as_bytes()],
+    )
 }
 
 /// The id of a message event: the message's own id for the write that created it, a fresh one
 /// (derived from the message and the entry's offset) for each rewrite (HSTRY_API.md 5.5).
 pub fn rewrite_event_id(message: &uuid::Uuid, offset: u64) -> uuid::Uuid {
-    derived_uuid("octo-hstry message event", &[message.as_bytes(), &offset.to_be_bytes()])
+    derived_uuid(
+        "octo-hstry message event",
+        &[message.as_bytes(), &offset.to_be_bytes()],
+    )
 }
 
 /// A conversation as hstry returns it.
@@ -163,7 +169,9 @@ fn part_json(part: &Part) -> Value {
             json!({"type": "file_ref", "id": file.id.to_string(), "uri": file.path})
         }
         // A part type newer than this facade: kept visible, as hstry keeps unknown types.
-        other => json!({"type": "other", "value": serde_json::to_value(other).unwrap_or(Value::Null)}),
+        other => {
+            json!({"type": "other", "value": serde_json::to_value(other).unwrap_or(Value::Null)})
+        }
     }
 }
 
@@ -222,8 +230,13 @@ fn rfc3339_ms(ms: i64) -> String {
 
 /// The `payload_json` of a message event (HSTRY_API.md 5.5): the message as written, with the
 /// content as sent.
-pub fn event_payload(conversation_id: &str, message: &proto::Message, sent_content: &str) -> String {
-    let parts: Value = serde_json::from_str(&message.parts_json).unwrap_or(Value::Array(Vec::new()));
+pub fn event_payload(
+    conversation_id: &str,
+    message: &proto::Message,
+    sent_content: &str,
+) -> String {
+    let parts: Value =
+        serde_json::from_str(&message.parts_json).unwrap_or(Value::Array(Vec::new()));
     let metadata: Value = serde_json::from_str(&message.metadata_json).unwrap_or(json!({}));
     let mut payload = json!({
         "id": message.id,

@@ -71,7 +71,13 @@ async fn main() -> anyhow::Result<()> {
     let history = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), History).await?);
     let searcher = spawn_search(Arc::clone(&log), args.data_dir.join("search")).await?;
     let hstry = Arc::new(Hstry::new(
-        log, store, history, sessions, searcher, user, &args.node_id,
+        log,
+        store,
+        history,
+        sessions,
+        searcher,
+        user,
+        &args.node_id,
     )?);
     let server = HstryServer::start(
         hstry,

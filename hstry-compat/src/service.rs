@@ -10,7 +10,9 @@ use octo_core::history::{
     HistoryConversationUpdated, HistoryConversationUpserted, HistoryMessageUpserted,
     HistoryTagAdded, HistoryTagRemoved, TextOrBlob,
 };
-use octo_core::{AttachmentId, Body, Event, LogEntry, MessageId, Offset, ProducerId, SessionId, UserId};
+use octo_core::{
+    AttachmentId, Body, Event, LogEntry, MessageId, Offset, ProducerId, SessionId, UserId,
+};
 use octo_log::{EventLog, LogFilter, NewEntry, ReadQuery, SeqSpec, blob_ref};
 use octo_projections::history::History;
 use octo_projections::history::conversations::{ConversationRecord, Conversations, Origin};
@@ -18,8 +20,8 @@ use octo_projections::sessions::Sessions;
 use octo_projections::{ProjectionHandle, ProjectionStore, StoreError, StoreSnapshot, WaitError};
 use tonic::{Request, Response, Status};
 
-use crate::convert;
 use crate::content;
+use crate::convert;
 use crate::proto;
 use crate::proto::read_service_server::ReadService;
 use crate::proto::search_service_server::SearchService;
@@ -193,7 +195,11 @@ impl Hstry {
                 .by_ident(selector.external_id)
                 .map_err(store_failed)?
             {
-                let rank = if record.external_id == selector.external_id { 1 } else { 2 };
+                let rank = if record.external_id == selector.external_id {
+                    1
+                } else {
+                    2
+                };
                 candidates.push((rank, record));
             }
         }
@@ -256,7 +262,9 @@ impl Hstry {
                     .blob(reference.blob)
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| Status::internal(format!("blob {} is missing", reference.blob)))?;
+                    .ok_or_else(|| {
+                        Status::internal(format!("blob {} is missing", reference.blob))
+                    })?;
                 String::from_utf8(bytes).map_err(internal)
             }
         }
@@ -384,7 +392,9 @@ impl Hstry {
                 None => None,
             };
             let message_id = match previous {
-                Some((old_content, old_parts, _)) if old_content == stored && old_parts == parts => {
+                Some((old_content, old_parts, _))
+                    if old_content == stored && old_parts == parts =>
+                {
                     continue;
                 }
                 Some((_, _, message_id)) => message_id,
@@ -425,7 +435,9 @@ impl Hstry {
             .conversations(&snapshot)
             .get(&id)
             .map_err(store_failed)?
-            .ok_or_else(|| Status::internal("the conversation just written is not in the history"))?;
+            .ok_or_else(|| {
+                Status::internal("the conversation just written is not in the history")
+            })?;
         Ok((
             id.to_string(),
             i32::try_from(written).unwrap_or(i32::MAX),
@@ -444,7 +456,11 @@ impl Hstry {
         Ok(())
     }
 
-    async fn read_entry(&self, session_id: SessionId, offset: Offset) -> Result<Arc<LogEntry>, Status> {
+    async fn read_entry(
+        &self,
+        session_id: SessionId,
+        offset: Offset,
+    ) -> Result<Arc<LogEntry>, Status> {
         let after = Offset::new(offset.get().saturating_sub(1)).map_err(internal)?;
         let batch = self
             .log
@@ -515,7 +531,9 @@ impl WriteService for Arc<Hstry> {
         if let Some(record) = &existing {
             Hstry::refuse_session(record)?;
         }
-        let id = existing.as_ref().map_or_else(SessionId::new, |record| record.id);
+        let id = existing
+            .as_ref()
+            .map_or_else(SessionId::new, |record| record.id);
         let metadata = content::metadata_json(&conversation.metadata_json);
         let from_metadata = serde_json::from_str::<serde_json::Value>(&metadata)
             .ok()
@@ -609,7 +627,8 @@ impl WriteService for Arc<Hstry> {
             .find_for_write(&conversations, &request.source_id, &request.external_id)?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
         Hstry::refuse_session(&record)?;
-        let mut entries = self.message_entries(&conversations, record.id, true, request.messages)?;
+        let mut entries =
+            self.message_entries(&conversations, record.id, true, request.messages)?;
         let written = entries.len();
         if let Some(updated_ms) = request.updated_at_ms {
             entries.push(self.event(
@@ -640,7 +659,11 @@ impl WriteService for Arc<Hstry> {
         self.catch_up().await?;
         let snapshot = self.store.snapshot();
         let record = self
-            .find_for_write(&self.conversations(&snapshot), &request.source_id, &request.external_id)?
+            .find_for_write(
+                &self.conversations(&snapshot),
+                &request.source_id,
+                &request.external_id,
+            )?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
         Hstry::refuse_session(&record)?;
         drop(snapshot);
@@ -660,8 +683,10 @@ impl WriteService for Arc<Hstry> {
             fork_type: request.fork_type,
             updated_ms: now_ms(),
         };
-        self.append(vec![self.event(record.id, Event::HistoryConversationUpdated(updated))])
-            .await?;
+        self.append(vec![
+            self.event(record.id, Event::HistoryConversationUpdated(updated)),
+        ])
+        .await?;
         Ok(Response::new(proto::UpdateConversationResponse {
             conversation_id: record.id.to_string(),
         }))
@@ -678,7 +703,11 @@ impl WriteService for Arc<Hstry> {
         self.catch_up().await?;
         let snapshot = self.store.snapshot();
         let record = self
-            .find_for_write(&self.conversations(&snapshot), &request.source_id, &request.external_id)?
+            .find_for_write(
+                &self.conversations(&snapshot),
+                &request.source_id,
+                &request.external_id,
+            )?
             .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
         Hstry::refuse_session(&record)?;
         drop(snapshot);
@@ -714,8 +743,10 @@ impl WriteService for Arc<Hstry> {
         if tag.is_empty() || record.tags.contains(&tag) {
             return Ok(Response::new(proto::AddTagResponse { added: false }));
         }
-        self.append(vec![self.event(record.id, Event::HistoryTagAdded(HistoryTagAdded { tag }))])
-            .await?;
+        self.append(vec![
+            self.event(record.id, Event::HistoryTagAdded(HistoryTagAdded { tag })),
+        ])
+        .await?;
         Ok(Response::new(proto::AddTagResponse { added: true }))
     }
 
@@ -764,7 +795,11 @@ impl WriteService for Arc<Hstry> {
             .map_err(store_failed)?
             .ok_or_else(|| Status::not_found(format!("no message {uuid}")))?;
         let record = self
-            .owned(conversations.get(&location.conversation).map_err(store_failed)?)
+            .owned(
+                conversations
+                    .get(&location.conversation)
+                    .map_err(store_failed)?,
+            )
             .ok_or_else(|| Status::not_found(format!("no message {uuid}")))?;
         let message_id = MessageId::from_bytes(*uuid.as_bytes())
             .map_err(|_| Status::not_found(format!("no message {uuid}")))?;
@@ -795,7 +830,13 @@ impl ReadService for Arc<Hstry> {
         let r = request.into_inner();
         self.catch_up().await?;
         let snapshot = self.store.snapshot();
-        let selector = selector_of(&r.source_id, &r.external_id, &r.readable_id, &r.conversation_id, &r.workspace);
+        let selector = selector_of(
+            &r.source_id,
+            &r.external_id,
+            &r.readable_id,
+            &r.conversation_id,
+            &r.workspace,
+        );
         let record = self.resolve(&self.conversations(&snapshot), &selector)?;
         Ok(Response::new(proto::GetConversationResponse {
             conversation: record.as_ref().map(convert::conversation),
@@ -809,7 +850,13 @@ impl ReadService for Arc<Hstry> {
         let r = request.into_inner();
         self.catch_up().await?;
         let snapshot = self.store.snapshot();
-        let selector = selector_of(&r.source_id, &r.external_id, &r.readable_id, &r.conversation_id, &r.workspace);
+        let selector = selector_of(
+            &r.source_id,
+            &r.external_id,
+            &r.readable_id,
+            &r.conversation_id,
+            &r.workspace,
+        );
         let Some(record) = self.resolve(&self.conversations(&snapshot), &selector)? else {
             return Ok(Response::new(proto::GetMessagesResponse::default()));
         };
@@ -829,7 +876,13 @@ impl ReadService for Arc<Hstry> {
         self.catch_up().await?;
         let snapshot = self.store.snapshot();
         let conversations = self.conversations(&snapshot);
-        let selector = selector_of(&r.source_id, &r.external_id, &r.readable_id, &r.conversation_id, &r.workspace);
+        let selector = selector_of(
+            &r.source_id,
+            &r.external_id,
+            &r.readable_id,
+            &r.conversation_id,
+            &r.workspace,
+        );
         let Some(record) = self.resolve(&conversations, &selector)? else {
             return Ok(Response::new(proto::GetMessageEventsResponse::default()));
         };
@@ -858,16 +911,31 @@ impl ReadService for Arc<Hstry> {
                     (message, sent)
                 }
                 Body::Event(Event::MessageCreated(created)) => {
-                    let m = convert::session_message(&record, &created.message, write.idx, created.message.id.as_uuid());
+                    let m = convert::session_message(
+                        &record,
+                        &created.message,
+                        write.idx,
+                        created.message.id.as_uuid(),
+                    );
                     let sent = m.content.clone();
                     (m, sent)
                 }
                 Body::Event(Event::StreamMessageEnd(end)) => {
-                    let m = convert::session_message(&record, &end.message, write.idx, end.message.id.as_uuid());
+                    let m = convert::session_message(
+                        &record,
+                        &end.message,
+                        write.idx,
+                        end.message.id.as_uuid(),
+                    );
                     let sent = m.content.clone();
                     (m, sent)
                 }
-                _ => return Err(Status::internal(format!("entry {} is not a message write", write.offset))),
+                _ => {
+                    return Err(Status::internal(format!(
+                        "entry {} is not a message write",
+                        write.offset
+                    )));
+                }
             };
             let created_at_ms = message.created_at_ms.unwrap_or(0);
             if r.after_created_at_ms > 0
@@ -940,7 +1008,9 @@ impl ReadService for Arc<Hstry> {
                     .unwrap_or_default(),
             })
             .collect();
-        Ok(Response::new(proto::ListConversationsResponse { conversations }))
+        Ok(Response::new(proto::ListConversationsResponse {
+            conversations,
+        }))
     }
 }
 

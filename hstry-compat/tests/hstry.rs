@@ -198,7 +198,10 @@ async fn the_grpcio_conformance_suite_and_grpcurl_pass_over_tcp_and_a_unix_socke
         String::from_utf8_lossy(&smoke.stdout),
         String::from_utf8_lossy(&smoke.stderr)
     );
-    assert!(smoke.status.success(), "grpcurl lists, describes, writes and reads");
+    assert!(
+        smoke.status.success(),
+        "grpcurl lists, describes, writes and reads"
+    );
     facade.server.shutdown().await;
 }
 
@@ -482,7 +485,12 @@ async fn a_rebuild_from_offset_zero_answers_byte_for_byte_the_same() {
                 source_id: "pi".into(),
                 external_id: external.clone(),
                 messages: vec![
-                    message(1, "assistant", "hello again, tests pass", serde_json::json!([])),
+                    message(
+                        1,
+                        "assistant",
+                        "hello again, tests pass",
+                        serde_json::json!([]),
+                    ),
                     message(3, "user", "thanks", serde_json::json!([])),
                 ],
                 updated_at_ms: Some(1_700_000_100_000 + n),
@@ -564,7 +572,14 @@ async fn a_write_acknowledged_before_kill_9_is_readable_after_a_restart() {
         .write_conversation(proto::WriteConversationRequest {
             conversation: Some(conversation("survivor")),
             messages: (0..5)
-                .map(|idx| message(idx, "user", &format!("message {idx} of the survivor"), serde_json::json!([])))
+                .map(|idx| {
+                    message(
+                        idx,
+                        "user",
+                        &format!("message {idx} of the survivor"),
+                        serde_json::json!([]),
+                    )
+                })
                 .collect(),
         })
         .await
@@ -606,5 +621,9 @@ async fn a_write_acknowledged_before_kill_9_is_readable_after_a_restart() {
         .await
         .expect("search after restart")
         .into_inner();
-    assert_eq!(hits.hits.len(), 5, "the search index caught up after the restart");
+    assert_eq!(
+        hits.hits.len(),
+        5,
+        "the search index caught up after the restart"
+    );
 }

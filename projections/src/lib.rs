@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: no sockets and no processes here; the log is the only input.
 
+pub mod analytics;
 pub mod history;
 pub mod projector;
 pub mod search;

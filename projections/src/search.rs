@@ -18,11 +18,15 @@ use octo_core::history::TextOrBlob;
 use octo_core::{Body, Event, LogEntry, Offset, SessionId, UserId};
 use octo_log::{EventLog, LogFilter, QueueBound, Subscription};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value as _,
 };
-use tantivy::tokenizer::{Language, LowerCaser, RegexTokenizer, SimpleTokenizer, Stemmer, TextAnalyzer};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RegexTokenizer, SimpleTokenizer, Stemmer, TextAnalyzer,
+};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use tokio::sync::watch;
 
@@ -186,7 +190,10 @@ fn schema() -> (Schema, Fields) {
                 .set_indexing_options(text(NATURAL))
                 .set_stored(),
         ),
-        code: builder.add_text_field("code", TextOptions::default().set_indexing_options(text(CODE))),
+        code: builder.add_text_field(
+            "code",
+            TextOptions::default().set_indexing_options(text(CODE)),
+        ),
         created_ms: builder.add_i64_field("created_ms", STORED),
     };
     (builder.build(), fields)
@@ -512,9 +519,14 @@ impl SearchIndex {
             clauses.push((Occur::Must, exact(f.role, role)));
         }
         let searcher = self.reader.searcher();
-        let limit = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX).max(1);
+        let limit = usize::try_from(searcher.num_docs())
+            .unwrap_or(usize::MAX)
+            .max(1);
         let top = searcher
-            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit).order_by_score())
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(limit).order_by_score(),
+            )
             .map_err(index_error)?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -571,7 +583,10 @@ impl SearchIndex {
                 .iter()
                 .any(|(term, prefix)| text == term || (*prefix && text.starts_with(term.as_str())))
         };
-        let first = tokens.iter().position(|(text, _, _)| matches(text)).unwrap_or(0);
+        let first = tokens
+            .iter()
+            .position(|(text, _, _)| matches(text))
+            .unwrap_or(0);
         let start = first.saturating_sub(SNIPPET_TOKENS / 3);
         let end = (start + SNIPPET_TOKENS).min(tokens.len());
         if tokens.is_empty() || start >= end {
@@ -689,14 +704,18 @@ async fn run(
     applied: Offset,
     publish: watch::Sender<Offset>,
 ) {
-    let mut subscription =
-        match Subscription::new(Arc::clone(&log), LogFilter::all(), applied, QueueBound::default()) {
-            Ok(subscription) => subscription,
-            Err(e) => {
-                tracing::error!(error = %e, "search projector cannot subscribe");
-                return;
-            }
-        };
+    let mut subscription = match Subscription::new(
+        Arc::clone(&log),
+        LogFilter::all(),
+        applied,
+        QueueBound::default(),
+    ) {
+        Ok(subscription) => subscription,
+        Err(e) => {
+            tracing::error!(error = %e, "search projector cannot subscribe");
+            return;
+        }
+    };
     loop {
         let mut batch = Vec::with_capacity(64);
         match subscription.next().await {
@@ -796,13 +815,36 @@ mod tests {
 
     #[test]
     fn auto_mode_reads_code_by_its_look() {
-        assert_eq!(SearchQuery::parse("running tests", 0).map(|q| q.mode).ok(), Some(Mode::Natural));
-        for code in ["src/foo_bar.rs", "std::fs::read", "a->b", "foo_bar", "x.y", "camelCase"] {
-            assert_eq!(SearchQuery::parse(code, 0).map(|q| q.mode).ok(), Some(Mode::Code), "{code}");
+        assert_eq!(
+            SearchQuery::parse("running tests", 0).map(|q| q.mode).ok(),
+            Some(Mode::Natural)
+        );
+        for code in [
+            "src/foo_bar.rs",
+            "std::fs::read",
+            "a->b",
+            "foo_bar",
+            "x.y",
+            "camelCase",
+        ] {
+            assert_eq!(
+                SearchQuery::parse(code, 0).map(|q| q.mode).ok(),
+                Some(Mode::Code),
+                "{code}"
+            );
         }
-        assert_eq!(SearchQuery::parse("foo", 2).map(|q| q.mode).ok(), Some(Mode::Code));
-        assert!(matches!(SearchQuery::parse("   ", 0), Err(SearchError::Query(_))));
-        assert!(matches!(SearchQuery::parse("* **", 0), Err(SearchError::Query(_))));
+        assert_eq!(
+            SearchQuery::parse("foo", 2).map(|q| q.mode).ok(),
+            Some(Mode::Code)
+        );
+        assert!(matches!(
+            SearchQuery::parse("   ", 0),
+            Err(SearchError::Query(_))
+        ));
+        assert!(matches!(
+            SearchQuery::parse("* **", 0),
+            Err(SearchError::Query(_))
+        ));
     }
 
     #[test]

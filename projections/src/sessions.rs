@@ -4,15 +4,17 @@
 //! A fork's summary is derived from its parent's view at the fork point, never copied: its
 //! `message_count` counts the messages of its whole view, its preview is the view's first user
 //! message. `usage` counts the session's own entries only (the tokens it spent, not its parent's).
-//! hstry conversations (`history.*`) join this projection with the hstry issue.
+//! Conversations written through hstry's API (`history.*`) are listed here too, read-only.
 //!
 //! Keys:
 //! - `s` ++ session id -> [`SessionRecord`] (msgpack);
 //! - `u` ++ user id ++ 0x00 ++ updated offset ++ session id -> empty: the listing order;
-//! - `m` ++ session id ++ offset -> empty: the session's own messages, to count a view's prefix.
+//! - `m` ++ session id ++ offset -> empty: the session's own messages, to count a view's prefix;
+//! - `h` ++ session id ++ idx -> empty: a written conversation's message idxs, each counted once.
 
 use fjall::Keyspace;
 use octo_core::frame::{ParentRef, RunState, SessionSummary};
+use octo_core::history::{HistoryRole, TextOrBlob};
 use octo_core::message::{Part, Role, ThinkingLevel, Usage};
 use octo_core::{Body, Event, LogEntry, ModelRef, Offset, SessionId, UserId};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,10 @@ pub struct SessionRecord {
     pub inherited_messages: u32,
     /// The view offset of the message the preview comes from.
     pub preview_offset: Option<Offset>,
+    /// A conversation written through hstry's API (PROTOCOL.md 6.7): listed like a session, but
+    /// only renamed, deleted or forked through commands.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The `sessions` fold.
@@ -69,6 +75,15 @@ fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
     key.push(b'm');
     key.extend_from_slice(session_id.as_bytes());
     key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// A written conversation's message idx, to count each idx once.
+fn written_key(session_id: &SessionId, idx: i32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(21);
+    key.push(b'h');
+    key.extend_from_slice(session_id.as_bytes());
+    key.extend_from_slice(&idx.to_be_bytes());
     key
 }
 
@@ -119,7 +134,7 @@ fn new_summary(
 
 impl Projection for Sessions {
     const NAME: &'static str = "sessions";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         let Body::Event(event) = &entry.body else {
@@ -140,6 +155,7 @@ impl Projection for Sessions {
                 thinking_level: created.thinking_level,
                 inherited_messages: 0,
                 preview_offset: None,
+                read_only: false,
             },
             Event::SessionForked(forked) => {
                 let mut record = SessionRecord {
@@ -155,6 +171,7 @@ impl Projection for Sessions {
                     thinking_level: forked.thinking_level,
                     inherited_messages: 0,
                     preview_offset: None,
+                    read_only: false,
                 };
                 record.summary.parent = Some(ParentRef {
                     session_id: forked.parent_session_id,
@@ -174,6 +191,44 @@ impl Projection for Sessions {
                     }
                 }
                 record
+            }
+            Event::HistoryConversationUpserted(upserted) => {
+                let harness = upserted.harness.as_ref().unwrap_or(&upserted.source_id);
+                let model = upserted.model.as_ref().map(|model_id| ModelRef {
+                    provider: upserted.provider.clone().unwrap_or_default(),
+                    model_id: model_id.clone(),
+                });
+                match txn.get_value::<SessionRecord>(&key) {
+                    Some(mut record) if record.read_only => {
+                        // hstry's upsert rules: the title is replaced (cleared when absent), the
+                        // workspace only when given.
+                        record.summary.title.clone_from(&upserted.title);
+                        if let Some(workspace) =
+                            upserted.workspace.as_ref().filter(|w| !w.is_empty())
+                        {
+                            record.summary.workspace.clone_from(workspace);
+                        }
+                        record.summary.model = model;
+                        record.summary.harness.clone_from(harness);
+                        record
+                    }
+                    Some(_) => return,
+                    None => SessionRecord {
+                        owner: entry.user_id.clone(),
+                        summary: new_summary(
+                            entry,
+                            harness,
+                            upserted.workspace.as_deref().unwrap_or_default(),
+                            model,
+                            upserted.title.clone(),
+                        ),
+                        harness_session_file: None,
+                        thinking_level: None,
+                        inherited_messages: 0,
+                        preview_offset: None,
+                        read_only: true,
+                    },
+                }
             }
             _ => {
                 let Some(mut record) = txn.get_value::<SessionRecord>(&key) else {
@@ -257,6 +312,30 @@ fn fold_event(
                 .saturating_add(usage.cache_write_tokens);
             total.cost_usd += usage.cost_usd.unwrap_or(0.0);
         }
+        Event::HistoryMessageUpserted(upserted) => {
+            let key = written_key(&entry.session_id, upserted.idx);
+            if txn.get(&key).is_none() {
+                summary.message_count = summary.message_count.saturating_add(1);
+                txn.put(key, Vec::new());
+            }
+            if upserted.role == HistoryRole::User
+                && let TextOrBlob::Inline(text) = &upserted.content
+                && record.preview_offset.is_none()
+            {
+                record.summary.preview = text.chars().take(PREVIEW_CHARS_MAX).collect();
+                record.preview_offset = Some(entry.offset);
+            }
+        }
+        Event::HistoryConversationUpdated(updated) => {
+            if updated.title.is_some() {
+                summary.title.clone_from(&updated.title);
+            }
+            if let Some(workspace) = &updated.workspace {
+                summary.workspace.clone_from(workspace);
+            }
+        }
+        Event::HistoryConversationTouched(_) => {}
+        Event::HistoryConversationDeleted(_) => summary.deleted = true,
         Event::ModelChanged(changed) => {
             summary.model = Some(ModelRef {
                 provider: changed.provider.clone(),

@@ -10,6 +10,7 @@ use octo_core::{
     Body, Command, CommandId, Event, Kind, LogEntry, MessageId, Offset, PartId, Producer,
     ProducerId, RunId, SessionId, UserId,
 };
+use octo_projections::analytics::{Analytics, AnalyticsQuery, Dimension};
 use octo_projections::history::History;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
@@ -214,10 +215,18 @@ impl LogBuilder {
             let mut message_ids = Vec::new();
             for idx in 0..rng.random_range(0..4) {
                 let message_id = MessageId::new();
-                self.event(user, id, message(idx, message_id, format!("hstry text {step} {idx}")));
+                self.event(
+                    user,
+                    id,
+                    message(idx, message_id, format!("hstry text {step} {idx}")),
+                );
                 message_ids.push(message_id);
             }
-            written.push(Written { user: user.to_owned(), id, message_ids });
+            written.push(Written {
+                user: user.to_owned(),
+                id,
+                message_ids,
+            });
             return;
         }
         let at = rng.random_range(0..written.len());
@@ -226,36 +235,60 @@ impl LogBuilder {
             0 => {
                 let idx = written[at].message_ids.len();
                 let message_id = MessageId::new();
-                self.event(&owner, id, message(idx, message_id, format!("appended {step}")));
+                self.event(
+                    &owner,
+                    id,
+                    message(idx, message_id, format!("appended {step}")),
+                );
                 written[at].message_ids.push(message_id);
             }
             1 if !written[at].message_ids.is_empty() => {
                 let idx = rng.random_range(0..written[at].message_ids.len());
                 let message_id = written[at].message_ids[idx];
-                self.event(&owner, id, message(idx, message_id, format!("rewritten {step}")));
+                self.event(
+                    &owner,
+                    id,
+                    message(idx, message_id, format!("rewritten {step}")),
+                );
             }
             2 => {
-                self.event(&owner, id, json!({"type": "history.conversation_updated",
+                self.event(
+                    &owner,
+                    id,
+                    json!({"type": "history.conversation_updated",
                     "title": format!("updated {step}"), "platform_id": format!("p{step}"),
-                    "updated_ms": 1_700_000_500_000i64 + step as i64}));
+                    "updated_ms": 1_700_000_500_000i64 + step as i64}),
+                );
             }
             3 => {
                 let tag = if rng.random_bool(0.5) { "bug" } else { "idea" };
-                let kind = if rng.random_bool(0.7) { "history.tag_added" } else { "history.tag_removed" };
+                let kind = if rng.random_bool(0.7) {
+                    "history.tag_added"
+                } else {
+                    "history.tag_removed"
+                };
                 self.event(&owner, id, json!({"type": kind, "tag": tag}));
             }
             4 => {
-                self.event(&owner, id, json!({"type": "history.conversation_touched",
-                    "updated_ms": 1_700_000_900_000i64 + step as i64}));
+                self.event(
+                    &owner,
+                    id,
+                    json!({"type": "history.conversation_touched",
+                    "updated_ms": 1_700_000_900_000i64 + step as i64}),
+                );
             }
             _ if rng.random_bool(0.3) => {
                 self.event(&owner, id, json!({"type": "history.conversation_deleted"}));
                 written.remove(at);
             }
             _ => {
-                self.event(&owner, id, json!({"type": "history.conversation_upserted", "source_id": "pi",
+                self.event(
+                    &owner,
+                    id,
+                    json!({"type": "history.conversation_upserted", "source_id": "pi",
                     "external_id": "", "readable_id": format!("r{step}"), "created_ms": 5,
-                    "model": "m9", "metadata_json": "{\"k\":1}"}));
+                    "model": "m9", "metadata_json": "{\"k\":1}"}),
+                );
             }
         }
     }
@@ -424,6 +457,7 @@ proptest::proptest! {
         proptest::prop_assert_eq!(rebuild(&Sessions, &entries), incremental(&Sessions, &entries, seed));
         proptest::prop_assert_eq!(rebuild(&UiState, &entries), incremental(&UiState, &entries, seed));
         proptest::prop_assert_eq!(rebuild(&History, &entries), incremental(&History, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&Analytics, &entries), incremental(&Analytics, &entries, seed));
     }
 }
 
@@ -855,7 +889,15 @@ fn search_answers(
 ) -> Vec<(String, String, String, String, String, String)> {
     use octo_projections::search::{HitFilter, SearchQuery};
     let mut answers = Vec::new();
-    for query in ["prompt", "done", "hstry", "rewritten", "appended", "text*", "d0"] {
+    for query in [
+        "prompt",
+        "done",
+        "hstry",
+        "rewritten",
+        "appended",
+        "text*",
+        "d0",
+    ] {
         for user in ["alice", "bob"] {
             let parsed = SearchQuery::parse(query, 0).expect("query parses");
             let filter = HitFilter {
@@ -885,13 +927,16 @@ async fn search_rebuild_equals_incremental_with_crashes() {
     use octo_projections::search::{SearchIndex, apply_entries, apply_entries_uncommitted};
     let dir = tempfile::tempdir().expect("temp dir");
     // The folds read blobs through the log; these logs have none, so an empty log serves.
-    let log = octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
-        .expect("log opens");
+    let log =
+        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
+            .expect("log opens");
     for seed in 0..6u64 {
         let entries: Vec<Arc<LogEntry>> = random_log(seed, 150).into_iter().map(Arc::new).collect();
         let rebuilt_dir = dir.path().join(format!("rebuilt-{seed}"));
         let rebuilt = SearchIndex::open(&rebuilt_dir).expect("opens");
-        apply_entries(&*log, &rebuilt, &entries).await.expect("applies");
+        apply_entries(&*log, &rebuilt, &entries)
+            .await
+            .expect("applies");
 
         let mut rng = StdRng::seed_from_u64(seed);
         let incremental_dir = dir.path().join(format!("incremental-{seed}"));
@@ -906,14 +951,97 @@ async fn search_rebuild_equals_incremental_with_crashes() {
                 drop(index);
                 index = SearchIndex::open(&incremental_dir).expect("reopens");
                 let committed = index.committed().expect("committed");
-                next = entries.iter().position(|e| e.offset > committed).unwrap_or(entries.len());
+                next = entries
+                    .iter()
+                    .position(|e| e.offset > committed)
+                    .unwrap_or(entries.len());
                 continue;
             }
-            apply_entries(&*log, &index, &entries[next..end]).await.expect("applies");
+            apply_entries(&*log, &index, &entries[next..end])
+                .await
+                .expect("applies");
             next = end;
         }
         let answers = search_answers(&rebuilt);
-        assert!(!answers.is_empty(), "seed {seed}: the queries find something");
+        assert!(
+            !answers.is_empty(),
+            "seed {seed}: the queries find something"
+        );
         assert_eq!(answers, search_answers(&index), "seed {seed}");
     }
+}
+
+#[test]
+fn analytics_sums_usage_turns_tools_and_time_per_model_and_day() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut log = LogBuilder::new();
+    let session = log.create("alice");
+    for n in 0..3 {
+        log.turn("alice", session, &format!("turn {n}"), &mut rng);
+    }
+    let other = log.create("bob");
+    log.turn("bob", other, "hello", &mut rng);
+    let entries = log.entries;
+    let stores = Stores::new();
+    let store = stores.open();
+    let keyspace = store.keyspace::<Analytics>().expect("keyspace");
+    store
+        .apply(&Analytics, &keyspace, &entries)
+        .expect("applies");
+    let tools = entries
+        .iter()
+        .filter(|e| {
+            e.user_id.as_str() == "alice" && matches!(e.body, Body::Event(Event::ToolEnd(_)))
+        })
+        .count() as u64;
+    let day = octo_projections::analytics::day_of(entries[0].ts_ms);
+    let rows = octo_projections::analytics::Analytics::query(
+        &store.snapshot(),
+        &keyspace,
+        &AnalyticsQuery {
+            user: Some(UserId::new("alice").expect("valid")),
+            from_day: day,
+            to_day: day,
+            group_by: vec![Dimension::Model, Dimension::Day],
+        },
+    )
+    .expect("queries");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.model.as_deref(), Some("m1"));
+    assert_eq!(row.day, Some(day));
+    assert_eq!(row.user, None, "not grouped by user");
+    assert_eq!(row.totals.turns, 3);
+    assert_eq!(row.totals.input_tokens, 30);
+    assert_eq!(row.totals.output_tokens, 15);
+    assert_eq!(row.totals.cache_read_tokens, 3);
+    assert!((row.totals.cost_usd - 0.75).abs() < 1e-9);
+    assert_eq!(row.totals.tool_calls, tools);
+    assert_eq!(row.totals.messages, 6, "three prompts, three answers");
+    assert!(row.totals.run_ms > 0);
+    let everyone = octo_projections::analytics::Analytics::query(
+        &store.snapshot(),
+        &keyspace,
+        &AnalyticsQuery {
+            user: None,
+            from_day: day,
+            to_day: day,
+            group_by: vec![Dimension::User],
+        },
+    )
+    .expect("queries");
+    let users: Vec<Option<String>> = everyone.iter().map(|r| r.user.clone()).collect();
+    assert_eq!(users, [Some("alice".to_owned()), Some("bob".to_owned())]);
+    let none = octo_projections::analytics::Analytics::query(
+        &store.snapshot(),
+        &keyspace,
+        &AnalyticsQuery {
+            user: None,
+            from_day: day + 1,
+            to_day: day + 9,
+            group_by: vec![],
+        },
+    )
+    .expect("queries");
+    assert!(none.is_empty(), "nothing on later days");
 }

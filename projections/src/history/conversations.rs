@@ -339,10 +339,8 @@ pub(super) fn apply(entry: &LogEntry, txn: &mut Txn<'_>) {
             let parent = load(txn, &forked.parent_session_id);
             let own = {
                 let from = super::message_key(&forked.parent_session_id, Offset::ZERO);
-                let to = super::message_key(
-                    &forked.parent_session_id,
-                    forked.parent_offset.successor(),
-                );
+                let to =
+                    super::message_key(&forked.parent_session_id, forked.parent_offset.successor());
                 txn.keys_in(&from, &to).len()
             };
             let inherited = parent.as_ref().map_or(0, |parent| parent.inherited)
@@ -379,15 +377,23 @@ pub(super) fn apply(entry: &LogEntry, txn: &mut Txn<'_>) {
             }
         }
         Event::ModelChanged(changed) => {
-            let Some(mut record) = load(txn, id) else { return };
+            let Some(mut record) = load(txn, id) else {
+                return;
+            };
             record.model = Some(changed.model_id.clone());
             record.provider = Some(changed.provider.clone());
             txn.put_value(conversation_key(id), &record);
         }
         Event::UsageRecorded(usage) => {
-            let Some(mut record) = load(txn, id) else { return };
+            let Some(mut record) = load(txn, id) else {
+                return;
+            };
             let add = |total: Option<i64>, more: u64| {
-                Some(total.unwrap_or(0).saturating_add(i64::try_from(more).unwrap_or(i64::MAX)))
+                Some(
+                    total
+                        .unwrap_or(0)
+                        .saturating_add(i64::try_from(more).unwrap_or(i64::MAX)),
+                )
             };
             record.tokens_in = add(record.tokens_in, usage.input_tokens);
             record.tokens_out = add(record.tokens_out, usage.output_tokens);
@@ -482,7 +488,9 @@ fn update_session(
     ts_ms: Ms,
     change: impl FnOnce(&mut ConversationRecord),
 ) {
-    let Some(mut record) = load(txn, id) else { return };
+    let Some(mut record) = load(txn, id) else {
+        return;
+    };
     change(&mut record);
     record.updated_ms = Some(ts_ms);
     txn.put_value(conversation_key(id), &record);
@@ -520,7 +528,11 @@ fn session_message(txn: &mut Txn<'_>, entry: &LogEntry, message: &Message) {
     txn.put_value(conversation_key(id), &record);
 }
 
-fn conversation_upserted(txn: &mut Txn<'_>, entry: &LogEntry, upserted: &HistoryConversationUpserted) {
+fn conversation_upserted(
+    txn: &mut Txn<'_>,
+    entry: &LogEntry,
+    upserted: &HistoryConversationUpserted,
+) {
     let id = entry.session_id;
     let old = load(txn, &id);
     let mut record = match &old {
@@ -580,7 +592,10 @@ fn conversation_upserted(txn: &mut Txn<'_>, entry: &LogEntry, upserted: &History
         }
     };
     keep(&mut record.harness, &upserted.harness);
-    keep(&mut record.parent_conversation_id, &upserted.parent_conversation_id);
+    keep(
+        &mut record.parent_conversation_id,
+        &upserted.parent_conversation_id,
+    );
     keep(&mut record.fork_type, &upserted.fork_type);
     if upserted.parent_message_idx.is_some() {
         record.parent_message_idx = upserted.parent_message_idx;
@@ -605,7 +620,10 @@ fn conversation_updated(record: &mut ConversationRecord, updated: &HistoryConver
     set(&mut record.model, &updated.model);
     set(&mut record.provider, &updated.provider);
     set(&mut record.harness, &updated.harness);
-    set(&mut record.parent_conversation_id, &updated.parent_conversation_id);
+    set(
+        &mut record.parent_conversation_id,
+        &updated.parent_conversation_id,
+    );
     set(&mut record.fork_type, &updated.fork_type);
     if let Some(metadata) = &updated.metadata_json {
         record.metadata_json.clone_from(metadata);
@@ -667,7 +685,13 @@ fn message_upserted(txn: &mut Txn<'_>, entry: &LogEntry, upserted: &HistoryMessa
         }
         _ => {}
     }
-    record_write(txn, id, stored.idx, entry.offset, *stored.message_id.as_bytes());
+    record_write(
+        txn,
+        id,
+        stored.idx,
+        entry.offset,
+        *stored.message_id.as_bytes(),
+    );
     txn.put_value(conversation_key(id), &record);
 }
 
@@ -826,8 +850,11 @@ impl Conversations<'_> {
         match last {
             None => scan.map(decode_one).collect(),
             Some(last) => {
-                let mut newest: Vec<HistoryMessageUpserted> =
-                    scan.rev().take(last).map(decode_one).collect::<Result<_, _>>()?;
+                let mut newest: Vec<HistoryMessageUpserted> = scan
+                    .rev()
+                    .take(last)
+                    .map(decode_one)
+                    .collect::<Result<_, _>>()?;
                 newest.reverse();
                 Ok(newest)
             }
@@ -883,7 +910,10 @@ impl Conversations<'_> {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn message_location(&self, message_id: &[u8; 16]) -> Result<Option<MessageLoc>, StoreError> {
+    pub fn message_location(
+        &self,
+        message_id: &[u8; 16],
+    ) -> Result<Option<MessageLoc>, StoreError> {
         self.get_raw(&location_key(message_id))?
             .map(|bytes| decode(&bytes))
             .transpose()
@@ -893,7 +923,10 @@ impl Conversations<'_> {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn attachment(&self, attachment_id: &[u8; 16]) -> Result<Option<AttachmentRecord>, StoreError> {
+    pub fn attachment(
+        &self,
+        attachment_id: &[u8; 16],
+    ) -> Result<Option<AttachmentRecord>, StoreError> {
         self.get_raw(&attachment_key(attachment_id))?
             .map(|bytes| decode(&bytes))
             .transpose()

@@ -14,12 +14,12 @@ const ADJECTIVES: [&str; 64] = [
 
 const NOUNS: [&str; 64] = [
     "acorn", "anchor", "badger", "basin", "beacon", "birch", "bison", "brook", "canyon", "cedar",
-    "comet", "coral", "crane", "creek", "delta", "dune", "eagle", "ember", "falcon", "fern", "fjord",
-    "forest", "fox", "garnet", "glacier", "grove", "harbor", "hawk", "heron", "island", "lamp",
-    "lantern", "lark", "ledge", "lynx", "maple", "meadow", "mesa", "moss", "moth", "oak", "orchid",
-    "otter", "owl", "pebble", "pine", "planet", "pond", "prairie", "quartz", "raven", "reef",
-    "ridge", "river", "robin", "sparrow", "spruce", "stone", "summit", "thistle", "tiger", "valley",
-    "willow", "wren",
+    "comet", "coral", "crane", "creek", "delta", "dune", "eagle", "ember", "falcon", "fern",
+    "fjord", "forest", "fox", "garnet", "glacier", "grove", "harbor", "hawk", "heron", "island",
+    "lamp", "lantern", "lark", "ledge", "lynx", "maple", "meadow", "mesa", "moss", "moth", "oak",
+    "orchid", "otter", "owl", "pebble", "pine", "planet", "pond", "prairie", "quartz", "raven",
+    "reef", "ridge", "river", "robin", "sparrow", "spruce", "stone", "summit", "thistle", "tiger",
+    "valley", "willow", "wren",
 ];
 
 /// The readable id for `uuid`: the first of `adjective-noun`, `adjective-noun-2`, ... for which
@@ -53,7 +53,11 @@ mod tests {
         let first = readable_id(&uuid, |_| false);
         let words: Vec<&str> = first.split('-').collect();
         assert_eq!(words.len(), 2, "{first}");
-        assert!(words.iter().all(|w| w.chars().all(|c| c.is_ascii_lowercase())));
+        assert!(
+            words
+                .iter()
+                .all(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+        );
         let second = readable_id(&uuid, |id| id == first);
         assert_eq!(second, format!("{first}-2"));
         let third = readable_id(&uuid, |id| id == first || id == second);

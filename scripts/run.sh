@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 step "building Octo (release)"
-cargo build --release --locked -p octo-gateway -p octo-tools --bin octo --bin octoctl
+cargo build --release --locked -p octo-gateway -p octo-tools -p octo-hstry --bin octo --bin octoctl --bin octo-hstry
 
 step "starting Octo (Ctrl-C stops it)"
 exec ./target/release/octo serve --pi "$PWD/harnesses/pi/node_modules/.bin/pi" "$@"

@@ -33,5 +33,9 @@ cargo run --locked --quiet -p octo-tools --bin octo-bench -- log --seconds 0.3 -
 echo "octo-bench log: ok"
 cargo run --locked --quiet -p octo-tools --bin octo-bench -- codec --seconds 0.05 >/dev/null
 echo "octo-bench codec: ok"
+cargo run --locked --quiet -p octo-tools --bin octo-bench -- rebuild --sessions 2 --messages 50 --dir target/bench-smoke >/dev/null
+echo "octo-bench rebuild: ok"
+cargo run --locked --quiet -p octo-tools --bin octo-bench -- hstry --messages 200 --seconds 0.2 --dir target/bench-smoke >/dev/null
+echo "octo-bench hstry: ok"
 
 step "all tests passed"

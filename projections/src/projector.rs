@@ -131,6 +131,15 @@ async fn run<P: Projection>(
     mut applied: Offset,
     publish: watch::Sender<Offset>,
 ) {
+    // The version in use is swapped in once it has caught up with the log as it was at start.
+    let mut retire_at = Some(log.head());
+    if retire_at.is_some_and(|head| applied >= head) {
+        retire_at = None;
+        let store = store.clone();
+        if let Err(e) = blocking(move || store.retire_older::<P>()).await {
+            tracing::warn!(projection = P::NAME, error = %e, "cannot drop an older version");
+        }
+    }
     let mut subscription =
         match Subscription::new(log, LogFilter::all(), applied, QueueBound::default()) {
             Ok(subscription) => subscription,
@@ -159,10 +168,10 @@ async fn run<P: Projection>(
                 Err(_) => break,
             }
         }
-        let (store, projection, keyspace) =
+        let (batch_store, projection, keyspace) =
             (store.clone(), Arc::clone(&projection), keyspace.clone());
         let result = blocking(move || {
-            store.apply(&*projection, &keyspace, batch.iter().map(|entry| &**entry))
+            batch_store.apply(&*projection, &keyspace, batch.iter().map(|entry| &**entry))
         })
         .await;
         match result {
@@ -170,6 +179,13 @@ async fn run<P: Projection>(
                 assert!(offset > applied, "projection went backwards");
                 applied = offset;
                 publish.send_replace(applied);
+                if retire_at.is_some_and(|head| applied >= head) {
+                    retire_at = None;
+                    let store = store.clone();
+                    if let Err(e) = blocking(move || store.retire_older::<P>()).await {
+                        tracing::warn!(projection = P::NAME, error = %e, "cannot drop an older version");
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(projection = P::NAME, error = %e, "projection stopped");

@@ -344,23 +344,13 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    /// Opens (or creates) the index of the current version under `dir`, dropping older versions.
-    /// Blocking.
+    /// Opens (or creates) the index of the current version under `dir` (a new version rebuilds
+    /// from offset 0 beside the older one, see [`retire_older`]). Blocking.
     ///
     /// # Errors
     /// [`SearchError::Index`].
     pub fn open(dir: &Path) -> Result<SearchIndex, SearchError> {
-        let current = format!("search.v{VERSION}");
-        if let Ok(read) = std::fs::read_dir(dir) {
-            for old in read.flatten() {
-                let name = old.file_name().to_string_lossy().into_owned();
-                if name.starts_with("search.v") && name != current {
-                    tracing::info!(old = name, "dropping an older search index version");
-                    std::fs::remove_dir_all(old.path()).map_err(index_error)?;
-                }
-            }
-        }
-        let path: PathBuf = dir.join(current);
+        let path: PathBuf = dir.join(format!("search.v{VERSION}"));
         std::fs::create_dir_all(&path).map_err(index_error)?;
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(&path).map_err(index_error)?;
@@ -626,6 +616,26 @@ fn escape_regex(text: &str) -> String {
     escaped
 }
 
+/// Drops the index folders of older versions under `dir`: called once the current version has
+/// caught up with the log.
+///
+/// # Errors
+/// [`SearchError::Index`].
+pub fn retire_older(dir: &Path) -> Result<(), SearchError> {
+    let current = format!("search.v{VERSION}");
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for old in read.flatten() {
+        let name = old.file_name().to_string_lossy().into_owned();
+        if name.starts_with("search.v") && name != current {
+            tracing::info!(old = name, "dropping an older search index version");
+            std::fs::remove_dir_all(old.path()).map_err(index_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// What readers hold: the index and its applied offset.
 #[derive(Clone)]
 pub struct Searcher {
@@ -684,13 +694,14 @@ impl Searcher {
 /// # Errors
 /// [`SearchError`] if the index cannot be opened.
 pub async fn spawn_search(log: Arc<dyn EventLog>, dir: PathBuf) -> Result<Searcher, SearchError> {
-    let index = tokio::task::spawn_blocking(move || SearchIndex::open(&dir))
+    let open_in = dir.clone();
+    let index = tokio::task::spawn_blocking(move || SearchIndex::open(&open_in))
         .await
         .map_err(index_error)??;
     let index = Arc::new(index);
     let committed = index.committed()?;
     let (publish, applied) = watch::channel(committed);
-    let task = tokio::spawn(run(log, Arc::clone(&index), committed, publish));
+    let task = tokio::spawn(run(log, Arc::clone(&index), committed, publish, dir));
     Ok(Searcher {
         index,
         applied,
@@ -703,7 +714,19 @@ async fn run(
     index: Arc<SearchIndex>,
     applied: Offset,
     publish: watch::Sender<Offset>,
+    dir: PathBuf,
 ) {
+    // The version in use is swapped in once it has caught up with the log as it was at start.
+    let mut retire_at = Some(log.head());
+    let retire = |applied: Offset, retire_at: &mut Option<Offset>| {
+        if retire_at.is_some_and(|head| applied >= head) {
+            *retire_at = None;
+            if let Err(e) = retire_older(&dir) {
+                tracing::warn!(error = %e, "cannot drop an older search index");
+            }
+        }
+    };
+    retire(applied, &mut retire_at);
     let mut subscription = match Subscription::new(
         Arc::clone(&log),
         LogFilter::all(),
@@ -764,6 +787,7 @@ async fn run(
         // With no change the commit's payload lags behind: a restart re-reads a few entries that
         // change nothing.
         publish.send_replace(last);
+        retire(last, &mut retire_at);
     }
 }
 

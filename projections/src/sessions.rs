@@ -10,7 +10,8 @@
 //! - `s` ++ session id -> [`SessionRecord`] (msgpack);
 //! - `u` ++ user id ++ 0x00 ++ updated offset ++ session id -> empty: the listing order;
 //! - `m` ++ session id ++ offset -> empty: the session's own messages, to count a view's prefix;
-//! - `h` ++ session id ++ idx -> empty: a written conversation's message idxs, each counted once.
+//! - `h` ++ session id ++ idx -> empty: a written conversation's message idxs, each counted once;
+//! - `f` ++ parent id ++ fork id -> empty: the fork tree.
 
 use fjall::Keyspace;
 use octo_core::frame::{ParentRef, RunState, SessionSummary};
@@ -75,6 +76,15 @@ fn message_key(session_id: &SessionId, offset: Offset) -> Vec<u8> {
     key.push(b'm');
     key.extend_from_slice(session_id.as_bytes());
     key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// A fork of `parent`: the fork tree, walked from the root down.
+fn child_key(parent: &SessionId, child: &SessionId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(b'f');
+    key.extend_from_slice(parent.as_bytes());
+    key.extend_from_slice(child.as_bytes());
     key
 }
 
@@ -177,6 +187,10 @@ impl Projection for Sessions {
                     session_id: forked.parent_session_id,
                     offset: forked.parent_offset,
                 });
+                txn.put(
+                    child_key(&forked.parent_session_id, &entry.session_id),
+                    Vec::new(),
+                );
                 if let Some(parent) =
                     txn.get_value::<SessionRecord>(&record_key(&forked.parent_session_id))
                 {
@@ -386,6 +400,27 @@ impl Sessions {
             None => Ok(None),
             Some(bytes) => decode_record(&bytes).map(Some),
         }
+    }
+
+    /// The forks of `parent` (the fork tree's next level), oldest session id first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn children(keyspace: &Keyspace, parent: &SessionId) -> Result<Vec<SessionId>, StoreError> {
+        let mut prefix = Vec::with_capacity(17);
+        prefix.push(b'f');
+        prefix.extend_from_slice(parent.as_bytes());
+        keyspace
+            .prefix(&prefix)
+            .map(|guard| {
+                let key = guard.key().map_err(storage)?;
+                let child: [u8; 16] = key
+                    .get(17..33)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| StoreError::corrupt::<Sessions>("a fork key is not 33 bytes"))?;
+                SessionId::from_bytes(child).map_err(StoreError::corrupt::<Sessions>)
+            })
+            .collect()
     }
 
     /// A live session of `user_id`; another user's, a deleted or an unknown session are all

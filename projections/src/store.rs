@@ -71,12 +71,24 @@ impl ProjectionStore {
         }
     }
 
-    /// The keyspace of a projection's current version, created empty if new. Keyspaces of older
-    /// versions are dropped: their projection rebuilds from offset 0 in the new one.
+    /// The keyspace of a projection's current version, created empty if new: the projection
+    /// rebuilds from offset 0 into it. Keyspaces of older versions stay until
+    /// [`ProjectionStore::retire_older`] swaps them out once the new one has caught up.
     ///
     /// # Errors
     /// [`StoreError::Storage`].
     pub fn keyspace<P: Projection>(&self) -> Result<Keyspace, StoreError> {
+        self.db
+            .keyspace(&keyspace_name::<P>(), KeyspaceCreateOptions::default)
+            .map_err(|e| self.storage(&e))
+    }
+
+    /// Drops the keyspaces of a projection's older versions: called once the current version
+    /// has caught up with the log, so until then an older binary could still open its own.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn retire_older<P: Projection>(&self) -> Result<(), StoreError> {
         let name = keyspace_name::<P>();
         let prefix = format!("{}.v", P::NAME);
         for old in self.db.list_keyspace_names() {
@@ -97,9 +109,7 @@ impl ProjectionStore {
                 self.meta.remove(old).map_err(|e| self.storage(&e))?;
             }
         }
-        self.db
-            .keyspace(&name, KeyspaceCreateOptions::default)
-            .map_err(|e| self.storage(&e))
+        Ok(())
     }
 
     /// A consistent read of every projection's state and applied offset at one moment.

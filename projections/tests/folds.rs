@@ -574,6 +574,16 @@ fn forks_derive_their_view_from_the_parent() {
         parent_summary.message_count, 4,
         "the parent is unchanged by its fork"
     );
+    assert_eq!(
+        Sessions::children(&keyspace, &parent).expect("reads"),
+        [child],
+        "the fork tree"
+    );
+    assert!(
+        Sessions::children(&keyspace, &child)
+            .expect("reads")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -1044,4 +1054,76 @@ fn analytics_sums_usage_turns_tools_and_time_per_model_and_day() {
     )
     .expect("queries");
     assert!(none.is_empty(), "nothing on later days");
+}
+
+/// A projection counting entries, in two versions of one name.
+struct Counter<const V: u32>;
+
+impl<const V: u32> Projection for Counter<V> {
+    const NAME: &'static str = "counter";
+    const VERSION: u32 = V;
+
+    fn apply(&self, entry: &LogEntry, txn: &mut octo_projections::Txn<'_>) {
+        let n: u64 = txn.get_value(b"n").unwrap_or(0);
+        txn.put_value(b"n".to_vec(), &(n + entry.offset.get() * u64::from(V)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_rebuilds_beside_the_old_and_swaps_in_once_caught_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log: Arc<dyn octo_log::EventLog> =
+        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
+            .expect("log opens");
+    let user = UserId::new("alice").expect("valid");
+    let session = SessionId::new();
+    for n in 0..5 {
+        log.append(vec![octo_log::NewEntry::event(
+            user.clone(),
+            session,
+            ProducerId::new("gw:test").expect("valid"),
+            octo_log::SeqSpec::Next,
+            event(json!({"type": "notice", "level": "info", "text": format!("n{n}")})),
+        )])
+        .await
+        .expect("appends");
+    }
+    let store = ProjectionStore::open(dir.path().join("projections")).expect("opens");
+    let v1 = octo_projections::spawn_projector(Arc::clone(&log), store.clone(), Counter::<1>)
+        .await
+        .expect("v1");
+    v1.wait_for(log.head(), Duration::from_secs(10))
+        .await
+        .expect("v1 caught up");
+    drop(v1);
+    // Version 2 starts from offset 0 in a keyspace of its own; version 1's stays until then.
+    let v2_keyspace = store.keyspace::<Counter<2>>().expect("keyspace");
+    assert!(
+        ProjectionStore::dump(&v2_keyspace)
+            .expect("dumps")
+            .is_empty()
+    );
+    assert_eq!(
+        store.applied::<Counter<2>>().expect("applied"),
+        Offset::ZERO
+    );
+    assert_eq!(store.applied::<Counter<1>>().expect("applied"), log.head());
+    let v2 = octo_projections::spawn_projector(Arc::clone(&log), store.clone(), Counter::<2>)
+        .await
+        .expect("v2");
+    v2.wait_for(log.head(), Duration::from_secs(10))
+        .await
+        .expect("v2 caught up");
+    let rebuilt = ProjectionStore::dump(v2.keyspace()).expect("dumps");
+    let total: u64 = octo_core::codec::from_msgpack(&rebuilt[0].1).expect("a number");
+    assert_eq!(
+        total,
+        2 * (1 + 2 + 3 + 4 + 5),
+        "every entry applied once by version 2"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.applied::<Counter<1>>().expect("applied") != Offset::ZERO {
+        assert!(std::time::Instant::now() < deadline, "version 1 is retired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -2,6 +2,7 @@
 
 mod codec;
 mod fanout;
+mod history;
 mod log;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,12 @@ pub enum Bench {
     Codec(codec::CodecArgs),
     /// WebSocket fan-out of one session to many subscribers, through a real `octo serve`.
     Fanout(fanout::FanoutArgs),
+    /// Writes N sessions of M realistic messages into a data dir's log (no model needed).
+    Seed(history::SeedArgs),
+    /// Each projection rebuilt from offset 0 against a raw fjall scan of the same log.
+    Rebuild(history::RebuildArgs),
+    /// hstry's GetMessages through a real gRPC client on a seeded 10,000-message session.
+    Hstry(history::HstryArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -34,5 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         Bench::Log(args) => log::run(&args),
         Bench::Codec(args) => codec::run(&args),
         Bench::Fanout(args) => fanout::run(&args),
+        Bench::Seed(args) => history::run_seed(&args),
+        Bench::Rebuild(args) => history::run_rebuild(&args),
+        Bench::Hstry(args) => history::run_hstry(&args),
     }
 }

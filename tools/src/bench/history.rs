@@ -1,0 +1,454 @@
+//! The projections' benchmarks:
+//! - `octo-bench seed`: N sessions of M realistic messages written straight into a data dir's log
+//!   (valid entries through the `EventLog`, no model), for benches and the UI's long-session test;
+//! - `octo-bench rebuild`: entries/s of each projection rebuilt from offset 0 against a raw fjall
+//!   scan of the same log in the same run (`rebuild_ratio`), and search indexing in messages/s;
+//! - `octo-bench hstry`: GetMessages p50/p99 through a real gRPC client on a seeded
+//!   10,000-message session, a page of 100 and all of it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use octo_core::{Event, LogEntry, MessageId, Offset, PartId, ProducerId, RunId, SessionId, UserId};
+use octo_hstry::proto::GetMessagesRequest;
+use octo_hstry::proto::read_service_client::ReadServiceClient;
+use octo_hstry::{Hstry, HstryServer, ServeOptions};
+use octo_log::fjall::{FjallConfig, FjallLog};
+use octo_log::{EventLog, LogFilter, NewEntry, ReadQuery, SeqSpec};
+use octo_projections::analytics::Analytics;
+use octo_projections::history::History;
+use octo_projections::search::{SearchIndex, apply_entries, spawn_search};
+use octo_projections::sessions::Sessions;
+use octo_projections::ui_state::UiState;
+use octo_projections::{Projection, ProjectionStore, spawn_projector};
+use serde_json::json;
+
+/// Arguments of `octo-bench seed`.
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// The data dir to write into (its `log` folder is created or appended to).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Sessions to write.
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Messages per session (a user prompt and an assistant answer per turn).
+    #[arg(long, default_value_t = 1_000)]
+    pub messages: usize,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 500)]
+    pub text_bytes: usize,
+    /// The owner of the sessions (a user id, see `octo users list`).
+    #[arg(long, default_value = "u-bench")]
+    pub user: String,
+}
+
+/// Arguments of `octo-bench rebuild`.
+#[derive(Debug, clap::Args)]
+pub struct RebuildArgs {
+    /// A fresh temporary folder inside it holds the seeded log and the rebuilt projections. Use a
+    /// real disk, not tmpfs.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Sessions to seed.
+    #[arg(long, default_value_t = 20)]
+    pub sessions: usize,
+    /// Messages per session.
+    #[arg(long, default_value_t = 2_500)]
+    pub messages: usize,
+}
+
+/// Arguments of `octo-bench hstry`.
+#[derive(Debug, clap::Args)]
+pub struct HstryArgs {
+    /// A fresh temporary folder inside it holds the seeded data dir.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Messages in the seeded session.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Seconds to run each measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+}
+
+const WORDS: [&str; 24] = [
+    "the",
+    "build",
+    "fails",
+    "because",
+    "cargo",
+    "cannot",
+    "find",
+    "src/main.rs",
+    "tokio",
+    "runtime",
+    "workspace",
+    "test",
+    "passes",
+    "after",
+    "fixing",
+    "std::fs::read",
+    "error",
+    "handler",
+    "session",
+    "projection",
+    "offset",
+    "snapshot",
+    "quickly",
+    "again",
+];
+
+/// Text of about `bytes` bytes, varied by `seed`.
+fn text(bytes: usize, seed: usize) -> String {
+    let mut out = String::with_capacity(bytes + 16);
+    let mut n = seed.wrapping_mul(2_654_435_761);
+    while out.len() < bytes {
+        n = n
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.push_str(WORDS[(n >> 33) % WORDS.len()]);
+        out.push(' ');
+    }
+    out
+}
+
+fn event(value: serde_json::Value) -> anyhow::Result<Event> {
+    serde_json::from_value(value).context("a seeded event")
+}
+
+/// Entries per append while seeding.
+const SEED_BATCH: usize = 512;
+
+/// Writes `sessions` sessions of `messages` messages each. Returns the session ids.
+///
+/// # Errors
+/// When the log fails.
+pub async fn seed(
+    log: &dyn EventLog,
+    user: &UserId,
+    sessions: usize,
+    messages: usize,
+    text_bytes: usize,
+) -> anyhow::Result<Vec<SessionId>> {
+    let producer = ProducerId::new("seed:bench")?;
+    let mut ids = Vec::with_capacity(sessions);
+    let mut batch: Vec<NewEntry> = Vec::with_capacity(SEED_BATCH + 8);
+    let base_ms = 1_795_000_000_000i64;
+    for s in 0..sessions {
+        let session_id = SessionId::new();
+        ids.push(session_id);
+        let entry = |event: Event| {
+            NewEntry::event(
+                user.clone(),
+                session_id,
+                producer.clone(),
+                SeqSpec::Next,
+                event,
+            )
+        };
+        batch.push(entry(event(
+            json!({"type": "session.created", "harness": "pi",
+            "workspace": "bench", "title": format!("Seeded session {s}"),
+            "model": {"provider": "fake", "model_id": "fake-model"}, "cause": 0}),
+        )?));
+        for turn in 0..messages.div_ceil(2) {
+            let run_id = RunId::new();
+            let at = base_ms + (s * messages + turn * 2) as i64 * 1_000;
+            batch.push(entry(event(
+                json!({"type": "agent.working", "run_id": run_id}),
+            )?));
+            batch.push(entry(event(json!({"type": "message.created", "message": {
+                "id": MessageId::new(), "role": "user", "created_ms": at,
+                "parts": [{"type": "text", "id": PartId::new(), "text": text(text_bytes, s * messages + turn)}]}}))?));
+            if turn * 2 + 1 < messages {
+                let answer = MessageId::new();
+                batch.push(entry(event(json!({"type": "stream.message_start", "message_id": answer,
+                    "run_id": run_id, "role": "assistant", "provider": "fake", "model_id": "fake-model"}))?));
+                batch.push(entry(event(json!({"type": "stream.message_end", "message": {
+                    "id": answer, "role": "assistant", "created_ms": at + 1, "completed_ms": at + 900,
+                    "provider": "fake", "model_id": "fake-model", "stop_reason": "stop",
+                    "parts": [{"type": "text", "id": PartId::new(), "text": text(text_bytes, s * messages + turn + 7)}]}}))?));
+                batch.push(entry(event(
+                    json!({"type": "usage.recorded", "run_id": run_id,
+                    "message_id": answer, "provider": "fake", "model_id": "fake-model",
+                    "input_tokens": 120, "output_tokens": 90, "cache_read_tokens": 30,
+                    "cache_write_tokens": 0, "cost_usd": 0.0012}),
+                )?));
+            }
+            batch.push(entry(event(
+                json!({"type": "agent.idle", "run_id": run_id, "outcome": "completed"}),
+            )?));
+            if batch.len() >= SEED_BATCH {
+                log.append(std::mem::take(&mut batch)).await?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        log.append(batch).await?;
+    }
+    Ok(ids)
+}
+
+/// Runs `octo-bench seed`.
+///
+/// # Errors
+/// When the data dir or the log fails.
+pub fn run_seed(args: &SeedArgs) -> anyhow::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(args.dir.join("log")))?;
+        let started = Instant::now();
+        let user = UserId::new(args.user.clone())?;
+        let ids = seed(&*log, &user, args.sessions, args.messages, args.text_bytes).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(json!({
+            "bench": "seed",
+            "dir": args.dir,
+            "user": args.user,
+            "sessions": ids,
+            "messages_per_session": args.messages,
+            "entries": log.head().get(),
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+        }))
+    })
+}
+
+/// Every entry of the log, read as the projector reads it (decoded pages).
+async fn read_all(log: &dyn EventLog) -> anyhow::Result<Vec<Arc<LogEntry>>> {
+    let mut entries = Vec::new();
+    let mut after = Offset::ZERO;
+    loop {
+        let page = log
+            .read(ReadQuery {
+                filter: LogFilter::all(),
+                after,
+                until: None,
+                limit: 4_096,
+            })
+            .await?;
+        entries.extend(page.entries);
+        after = page.scanned_through;
+        if page.reached_end {
+            return Ok(entries);
+        }
+    }
+}
+
+/// Rebuilds projection `P` from the log into a fresh store, as the projector does: pages read and
+/// decoded, applied in batches of `APPLY_BATCH_ENTRIES_MAX`, each committed.
+async fn rebuild<P: Projection + Default>(
+    log: &dyn EventLog,
+    store_dir: &Path,
+) -> anyhow::Result<(u64, Duration)> {
+    let store = ProjectionStore::open(store_dir)?;
+    let keyspace = store.keyspace::<P>()?;
+    let projection = P::default();
+    let started = Instant::now();
+    let mut after = Offset::ZERO;
+    let mut applied = 0u64;
+    loop {
+        let page = log
+            .read(ReadQuery {
+                filter: LogFilter::all(),
+                after,
+                until: None,
+                limit: octo_projections::projector::APPLY_BATCH_ENTRIES_MAX,
+            })
+            .await?;
+        if !page.entries.is_empty() {
+            store.apply(&projection, &keyspace, page.entries.iter().map(|e| &**e))?;
+            applied += page.entries.len() as u64;
+        }
+        after = page.scanned_through;
+        if page.reached_end {
+            return Ok((applied, started.elapsed()));
+        }
+    }
+}
+
+fn rate(count: u64, took: Duration) -> f64 {
+    (count as f64 / took.as_secs_f64()).round()
+}
+
+/// Runs `octo-bench rebuild`.
+///
+/// # Errors
+/// When the folder, the log or a projection fails.
+pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
+    let work = tempfile::tempdir_in(&args.dir).context("a temporary folder in --dir")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let log_dir = work.path().join("log");
+    let (entries, messages) = runtime.block_on(async {
+        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(&log_dir))?;
+        let user = UserId::new("u-bench")?;
+        seed(&*log, &user, args.sessions, args.messages, 500).await?;
+        anyhow::Ok((log.head().get(), (args.sessions * args.messages) as u64))
+    })?;
+
+    // Raw: every key and value of the log keyspace, straight from fjall, nothing decoded.
+    let raw = {
+        let db = fjall::Database::builder(&log_dir).open()?;
+        let keyspace = db.keyspace("log", fjall::KeyspaceCreateOptions::default)?;
+        let started = Instant::now();
+        let mut n = 0u64;
+        let mut bytes = 0usize;
+        for guard in keyspace.iter() {
+            let (key, value) = guard.into_inner()?;
+            bytes += key.len() + value.len();
+            n += 1;
+        }
+        let took = started.elapsed();
+        anyhow::ensure!(n == entries, "the raw scan saw {n} of {entries} entries");
+        json!({"entries": n, "bytes": bytes, "seconds": took.as_secs_f64(), "entries_per_s": rate(n, took)})
+    };
+    let raw_rate = raw["entries_per_s"].as_f64().unwrap_or(1.0);
+
+    let report = runtime.block_on(async {
+        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(&log_dir))?;
+        let mut projections = serde_json::Map::new();
+        let mut measure = |name: &str, (n, took): (u64, Duration)| {
+            let per_s = rate(n, took);
+            projections.insert(
+                name.to_owned(),
+                json!({"entries": n, "seconds": took.as_secs_f64(), "entries_per_s": per_s,
+                       "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
+            );
+        };
+        measure(
+            "sessions",
+            rebuild::<Sessions>(&*log, &work.path().join("p-sessions")).await?,
+        );
+        measure(
+            "ui_state",
+            rebuild::<UiState>(&*log, &work.path().join("p-ui")).await?,
+        );
+        measure(
+            "history",
+            rebuild::<History>(&*log, &work.path().join("p-history")).await?,
+        );
+        measure(
+            "analytics",
+            rebuild::<Analytics>(&*log, &work.path().join("p-analytics")).await?,
+        );
+
+        // Search: the log read and decoded as above, then every message indexed, one commit.
+        let started = Instant::now();
+        let all = read_all(&*log).await?;
+        let index = SearchIndex::open(&work.path().join("p-search"))?;
+        let indexed = apply_entries(&*log, &index, &all).await?;
+        let took = started.elapsed();
+        let per_s = rate(entries, took);
+        projections.insert(
+            "search".to_owned(),
+            json!({"entries": entries, "documents": indexed, "seconds": took.as_secs_f64(),
+                   "entries_per_s": per_s, "messages_per_s": rate(messages, took),
+                   "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
+        );
+        anyhow::Ok(json!({
+            "bench": "rebuild",
+            "seeded": {"sessions": args.sessions, "messages_per_session": args.messages,
+                       "entries": entries, "messages": messages},
+            "raw_fjall_scan": raw,
+            "projections": projections,
+        }))
+    })?;
+    Ok(report)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram bounds")
+}
+
+/// Runs `octo-bench hstry`.
+///
+/// # Errors
+/// When the folder, the log, the projections or the server fail.
+pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
+    let work = tempfile::tempdir_in(&args.dir).context("a temporary folder in --dir")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(work.path().join("log")))?;
+        let user = UserId::new("u-bench")?;
+        let session = seed(&*log, &user, 1, args.messages, 500).await?[0];
+        let store = ProjectionStore::open(work.path().join("projections"))?;
+        let sessions = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?);
+        let history = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), History).await?);
+        let searcher = spawn_search(Arc::clone(&log), work.path().join("search")).await?;
+        let head = log.head();
+        history.wait_for(head, Duration::from_secs(600)).await?;
+        searcher.wait_for(head, Duration::from_secs(600)).await?;
+        let hstry = Hstry::new(
+            Arc::clone(&log),
+            store,
+            history,
+            sessions,
+            searcher,
+            user,
+            "bench",
+        )?;
+        let server = HstryServer::start(
+            Arc::new(hstry),
+            ServeOptions {
+                listen: "127.0.0.1:0".parse()?,
+                unix: None,
+            },
+        )
+        .await?;
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))?
+            .connect()
+            .await?;
+        let mut client = ReadServiceClient::new(channel)
+            .max_decoding_message_size(octo_hstry::MESSAGE_BYTES_MAX);
+        let mut results = serde_json::Map::new();
+        for (name, limit) in [("page_100", 100i64), ("all", 0)] {
+            let mut latencies = histogram()?;
+            let mut bytes = 0usize;
+            let mut calls = 0u64;
+            let started = Instant::now();
+            while started.elapsed().as_secs_f64() < args.seconds {
+                let at = Instant::now();
+                let response = client
+                    .get_messages(GetMessagesRequest {
+                        conversation_id: session.to_string(),
+                        limit,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                latencies.record(u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX))?;
+                let expected = if limit > 0 {
+                    limit as usize
+                } else {
+                    args.messages
+                };
+                anyhow::ensure!(
+                    response.messages.len() == expected,
+                    "GetMessages returned {} messages, not {expected}",
+                    response.messages.len()
+                );
+                bytes = prost::Message::encoded_len(&response);
+                calls += 1;
+            }
+            results.insert(
+                name.to_owned(),
+                json!({"calls": calls, "response_bytes": bytes,
+                       "p50_ms": latencies.value_at_quantile(0.50) as f64 / 1000.0,
+                       "p99_ms": latencies.value_at_quantile(0.99) as f64 / 1000.0,
+                       "max_ms": latencies.max() as f64 / 1000.0}),
+            );
+        }
+        server.shutdown().await;
+        anyhow::Ok(json!({
+            "bench": "hstry",
+            "messages": args.messages,
+            "message_text_bytes": 500,
+            "get_messages": results,
+        }))
+    })
+}

@@ -43,7 +43,7 @@ pub struct LogEntry {
 /// Command and event `type`s are disjoint, so the tag alone says which one a body is. A body whose
 /// `type` this build does not know decodes as [`Body::Unknown`] so that clients can skip it
 /// (PROTOCOL.md 1.3); the log never accepts one for append.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 #[allow(
     clippy::large_enum_variant,
@@ -81,6 +81,81 @@ impl<'de> Deserialize<'de> for UnknownBody {
             )));
         }
         Ok(UnknownBody { type_name })
+    }
+}
+
+/// The shape of [`Body`] for decoding through serde's own machinery: what a map whose `type` is
+/// not its first key falls back to.
+#[derive(Deserialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant, reason = "decoded once, then moved into a Body")]
+enum BufferedBody {
+    Event(Event),
+    Command(Command),
+    Unknown(UnknownBody),
+}
+
+impl From<BufferedBody> for Body {
+    fn from(body: BufferedBody) -> Body {
+        match body {
+            BufferedBody::Event(event) => Body::Event(event),
+            BufferedBody::Command(command) => Body::Command(command),
+            BufferedBody::Unknown(unknown) => Body::Unknown(unknown),
+        }
+    }
+}
+
+/// Decodes a body by its `type`, straight into its struct when `type` comes first (as Octo
+/// writes it: serde writes an internal tag before the fields), so the common case skips serde's
+/// buffering of the whole map for untagged and internally tagged enums, the slowest part of
+/// reading the log. Any other order goes through the buffered path, with the same result.
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+            type Value = Body;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a body: a map tagged by `type`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+                use serde::de::Error as _;
+                let Some(first) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                    return Err(A::Error::missing_field("type"));
+                };
+                if first != "type" {
+                    // Rare (a foreign writer): rebuild the map as JSON and decode it the slow way.
+                    let mut object = serde_json::Map::new();
+                    object.insert(first.into_owned(), map.next_value::<serde_json::Value>()?);
+                    while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                        object.insert(key, value);
+                    }
+                    return BufferedBody::deserialize(serde_json::Value::Object(object))
+                        .map(Body::from)
+                        .map_err(A::Error::custom);
+                }
+                let type_name = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                let map = match Event::from_rest_of_map(&type_name, map) {
+                    Ok(event) => return event.map(Body::Event),
+                    Err(map) => map,
+                };
+                let mut map = match Command::from_rest_of_map(&type_name, map) {
+                    Ok(command) => return command.map(Body::Command),
+                    Err(map) => map,
+                };
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Body::Unknown(UnknownBody {
+                    type_name: type_name.into_owned(),
+                }))
+            }
+        }
+
+        deserializer.deserialize_map(BodyVisitor)
     }
 }
 
@@ -162,5 +237,40 @@ pub fn check_shape(kind: Kind, has_command_id: bool, body: &Body) -> Result<(), 
             problem: "must not carry a command_id",
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod body_decoding {
+    use super::*;
+
+    #[test]
+    fn bodies_decode_whatever_the_key_order() {
+        let first: Body =
+            serde_json::from_str(r#"{"type":"notice","level":"info","text":"x"}"#).expect("decodes");
+        let last: Body =
+            serde_json::from_str(r#"{"text":"x","level":"info","type":"notice"}"#).expect("decodes");
+        assert_eq!(first, last);
+        assert!(matches!(first, Body::Event(Event::Notice(_))));
+        let packed = crate::codec::to_msgpack(&first).expect("encodes");
+        assert_eq!(crate::codec::from_msgpack::<Body>(&packed).expect("decodes"), first);
+    }
+
+    #[test]
+    fn unknown_types_are_kept_and_damaged_known_ones_fail() {
+        let unknown: Body =
+            serde_json::from_str(r#"{"type":"future.thing","a":[1,{"b":2}]}"#).expect("decodes");
+        assert_eq!(unknown.type_name(), "future.thing");
+        assert!(matches!(unknown, Body::Unknown(_)));
+        for damaged in [
+            r#"{"type":"notice","level":"bogus","text":"x"}"#,
+            r#"{"level":"bogus","text":"x","type":"notice"}"#,
+            r#"{"text":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<Body>(damaged).is_err(), "{damaged}");
+        }
+        let command: Body =
+            serde_json::from_str(r#"{"type":"abort"}"#).expect("decodes");
+        assert!(matches!(command, Body::Command(Command::Abort(_))));
     }
 }

@@ -37,6 +37,21 @@ macro_rules! tagged_catalogue {
                 }
             }
 
+            /// Decodes the body named `type_name` from the rest of a map whose `type` key was
+            /// already read; `None` (and the map untouched) for a name not in the catalogue.
+            pub(crate) fn from_rest_of_map<'de, A: serde::de::MapAccess<'de>>(
+                type_name: &str,
+                map: A,
+            ) -> Result<Result<$enum, A::Error>, A> {
+                use serde::Deserialize as _;
+                match type_name {
+                    $( $wire => Ok($variant::deserialize(
+                        serde::de::value::MapAccessDeserializer::new(map),
+                    ).map($enum::$variant)), )*
+                    _ => Err(map),
+                }
+            }
+
             /// Decodes the body named `type_name` with `decoder`; `None` for a name not in the
             /// catalogue.
             #[allow(dead_code)]

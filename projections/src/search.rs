@@ -25,7 +25,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value as _,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RegexTokenizer, SimpleTokenizer, Stemmer, TextAnalyzer,
+    Language, LowerCaser, SimpleTokenizer, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use tokio::sync::watch;
@@ -143,9 +143,67 @@ fn natural_analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// Tokens of code: runs of letters, digits and `_ . / :` (a path or `std::fs::read` is one
+/// token). A character scan: the regex tokenizer spent most of indexing time in its NFA.
+#[derive(Clone, Default)]
+struct CodeTokenizer {
+    token: Token,
+}
+
+struct CodeTokenStream<'a> {
+    text: &'a str,
+    chars: std::str::CharIndices<'a>,
+    token: &'a mut Token,
+}
+
+fn is_code_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | ':')
+}
+
+impl Tokenizer for CodeTokenizer {
+    type TokenStream<'a> = CodeTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
+        self.token.reset();
+        CodeTokenStream {
+            text,
+            chars: text.char_indices(),
+            token: &mut self.token,
+        }
+    }
+}
+
+impl TokenStream for CodeTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        self.token.text.clear();
+        self.token.position = self.token.position.wrapping_add(1);
+        while let Some((from, c)) = self.chars.next() {
+            if is_code_char(c) {
+                let to = (&mut self.chars)
+                    .find(|(_, c)| !is_code_char(*c))
+                    .map_or(self.text.len(), |(at, _)| at);
+                self.token.offset_from = from;
+                self.token.offset_to = to;
+                self.token.text.push_str(&self.text[from..to]);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
 fn code_analyzer() -> Result<TextAnalyzer, SearchError> {
-    let tokenizer = RegexTokenizer::new(r"[\p{L}\p{N}_./:]+").map_err(index_error)?;
-    Ok(TextAnalyzer::builder(tokenizer).filter(LowerCaser).build())
+    Ok(TextAnalyzer::builder(CodeTokenizer::default())
+        .filter(LowerCaser)
+        .build())
 }
 
 fn analyze(analyzer: &TextAnalyzer, text: &str) -> Vec<(String, usize, usize)> {
@@ -227,6 +285,10 @@ pub struct HitFilter {
 /// A change to the index.
 enum Change {
     Upsert {
+        /// Whether a document with this key may exist already (an hstry rewrite, a title): then it
+        /// is deleted first. A session's messages are written once, and an entry is applied
+        /// exactly once (the commit carries the offset), so they skip the delete.
+        replace: bool,
         key: String,
         conversation: SessionId,
         user: UserId,
@@ -265,6 +327,7 @@ fn history_role(role: octo_core::history::HistoryRole) -> &'static str {
 fn title_change(entry: &LogEntry, title: Option<&str>) -> Change {
     match title.filter(|title| !title.is_empty()) {
         Some(title) => Change::Upsert {
+            replace: true,
             key: title_key(&entry.session_id),
             conversation: entry.session_id,
             user: entry.user_id.clone(),
@@ -283,6 +346,7 @@ async fn changes_of(log: &dyn EventLog, entry: &LogEntry) -> Result<Vec<Change>,
         return Ok(Vec::new());
     };
     let message = |message: &octo_core::Message| Change::Upsert {
+        replace: false,
         key: message.id.to_string(),
         conversation: entry.session_id,
         user: entry.user_id.clone(),
@@ -307,6 +371,7 @@ async fn changes_of(log: &dyn EventLog, entry: &LogEntry) -> Result<Vec<Change>,
                 }
             };
             vec![Change::Upsert {
+                replace: true,
                 key: upserted.message_id.to_string(),
                 conversation: entry.session_id,
                 user: entry.user_id.clone(),
@@ -359,8 +424,9 @@ impl SearchIndex {
         let code = code_analyzer()?;
         index.tokenizers().register(NATURAL, natural.clone());
         index.tokenizers().register(CODE, code.clone());
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
             .map_err(index_error)?;
         let reader = index
             .reader_builder()
@@ -413,6 +479,7 @@ impl SearchIndex {
         for change in changes {
             match change {
                 Change::Upsert {
+                    replace,
                     key,
                     conversation,
                     user,
@@ -421,7 +488,9 @@ impl SearchIndex {
                     text,
                     created_ms,
                 } => {
-                    writer.delete_term(Term::from_field_text(f.key, &key));
+                    if replace {
+                        writer.delete_term(Term::from_field_text(f.key, &key));
+                    }
                     let mut doc = TantivyDocument::new();
                     doc.add_text(f.key, &key);
                     doc.add_text(f.conversation, conversation.to_string());

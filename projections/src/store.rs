@@ -5,6 +5,7 @@
 //! progress, and since state and applied offset are written in one atomic batch, the projector
 //! re-applies from the last committed offset. Nothing is lost, nothing applied twice.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -176,8 +177,17 @@ impl ProjectionStore {
         let mut batch = self.db.batch();
         for (key, value) in txn.pending {
             match value {
-                Some(value) => batch.insert(keyspace, key, value),
-                None => batch.remove(keyspace, key),
+                Pending::Bytes(value) => batch.insert(keyspace, key, value),
+                Pending::Value { value, encode } => match encode(value.as_ref()) {
+                    Ok(bytes) => batch.insert(keyspace, key, bytes),
+                    Err(detail) => {
+                        return Err(StoreError::Corrupt {
+                            projection: P::NAME.to_owned(),
+                            detail,
+                        });
+                    }
+                },
+                Pending::Deleted => batch.remove(keyspace, key),
             }
         }
         batch.insert(&self.meta, keyspace_name::<P>(), applied.to_be_bytes());
@@ -220,10 +230,29 @@ impl ProjectionStore {
     }
 }
 
+/// A value written in a transaction. Typed values stay decoded until the commit, so a record
+/// that many entries of one batch update (a session's summary, a streaming draft) is decoded and
+/// encoded once per batch, not once per entry.
+enum Pending {
+    Bytes(Vec<u8>),
+    Value {
+        value: Box<dyn Any + Send>,
+        encode: fn(&dyn Any) -> Result<Vec<u8>, String>,
+    },
+    Deleted,
+}
+
+fn encode_as<T: Serialize + 'static>(value: &dyn Any) -> Result<Vec<u8>, String> {
+    let value = value
+        .downcast_ref::<T>()
+        .ok_or_else(|| "a pending value changed type".to_owned())?;
+    octo_core::codec::to_msgpack(value).map_err(|e| format!("value does not encode: {e}"))
+}
+
 /// A projection's view of its state while it applies entries: reads see its own writes.
 pub struct Txn<'a> {
     keyspace: &'a Keyspace,
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: BTreeMap<Vec<u8>, Pending>,
     error: Option<String>,
 }
 
@@ -244,8 +273,19 @@ impl<'a> Txn<'a> {
 
     /// The value at `key`, as written by this transaction or committed before.
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(pending) = self.pending.get(key) {
-            return pending.clone();
+        match self.pending.get(key) {
+            Some(Pending::Bytes(bytes)) => return Some(bytes.clone()),
+            Some(Pending::Deleted) => return None,
+            Some(Pending::Value { value, encode }) => {
+                return match encode(value.as_ref()) {
+                    Ok(bytes) => Some(bytes),
+                    Err(detail) => {
+                        self.fail(detail);
+                        None
+                    }
+                };
+            }
+            None => {}
         }
         match self.keyspace.get(key) {
             Ok(value) => value.map(|bytes| bytes.to_vec()),
@@ -258,16 +298,24 @@ impl<'a> Txn<'a> {
 
     /// Writes `value` at `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.pending.insert(key, Some(value));
+        self.pending.insert(key, Pending::Bytes(value));
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.pending.insert(key, None);
+        self.pending.insert(key, Pending::Deleted);
     }
 
-    /// Decodes the msgpack value at `key`.
-    pub fn get_value<T: DeserializeOwned>(&mut self, key: &[u8]) -> Option<T> {
+    /// Decodes the msgpack value at `key` (or clones it, when this transaction wrote it).
+    pub fn get_value<T: DeserializeOwned + Serialize + Clone + Send + 'static>(
+        &mut self,
+        key: &[u8],
+    ) -> Option<T> {
+        if let Some(Pending::Value { value, .. }) = self.pending.get(key)
+            && let Some(value) = value.downcast_ref::<T>()
+        {
+            return Some(value.clone());
+        }
         let bytes = self.get(key)?;
         match octo_core::codec::from_msgpack(&bytes) {
             Ok(value) => Some(value),
@@ -278,12 +326,15 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Writes `value` as msgpack at `key`.
-    pub fn put_value<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        match octo_core::codec::to_msgpack(value) {
-            Ok(bytes) => self.put(key, bytes),
-            Err(e) => self.fail(format!("value does not encode: {e}")),
-        }
+    /// Writes `value` at `key`; it is encoded as msgpack when the transaction commits.
+    pub fn put_value<T: Serialize + Clone + Send + 'static>(&mut self, key: Vec<u8>, value: &T) {
+        self.pending.insert(
+            key,
+            Pending::Value {
+                value: Box::new(value.clone()),
+                encode: encode_as::<T>,
+            },
+        );
     }
 
     /// Keys in `[from, to)`, committed or written here, not deleted here, in order.
@@ -302,8 +353,8 @@ impl<'a> Txn<'a> {
         }
         for (key, value) in self.pending.range(from.to_vec()..to.to_vec()) {
             match value {
-                Some(_) => keys.insert(key.clone(), ()),
-                None => keys.remove(key),
+                Pending::Deleted => keys.remove(key),
+                Pending::Bytes(_) | Pending::Value { .. } => keys.insert(key.clone(), ()),
             };
         }
         keys.into_keys().collect()

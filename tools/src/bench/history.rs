@@ -243,13 +243,14 @@ async fn read_all(log: &dyn EventLog) -> anyhow::Result<Vec<Arc<LogEntry>>> {
 async fn rebuild<P: Projection + Default>(
     log: &dyn EventLog,
     store_dir: &Path,
-) -> anyhow::Result<(u64, Duration)> {
+) -> anyhow::Result<(u64, Duration, Duration)> {
     let store = ProjectionStore::open(store_dir)?;
     let keyspace = store.keyspace::<P>()?;
     let projection = P::default();
     let started = Instant::now();
     let mut after = Offset::ZERO;
     let mut applied = 0u64;
+    let mut applying = Duration::ZERO;
     loop {
         let page = log
             .read(ReadQuery {
@@ -260,12 +261,14 @@ async fn rebuild<P: Projection + Default>(
             })
             .await?;
         if !page.entries.is_empty() {
+            let at = Instant::now();
             store.apply(&projection, &keyspace, page.entries.iter().map(|e| &**e))?;
+            applying += at.elapsed();
             applied += page.entries.len() as u64;
         }
         after = page.scanned_through;
         if page.reached_end {
-            return Ok((applied, started.elapsed()));
+            return Ok((applied, started.elapsed(), applying));
         }
     }
 }
@@ -310,11 +313,13 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
     let report = runtime.block_on(async {
         let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(&log_dir))?;
         let mut projections = serde_json::Map::new();
-        let mut measure = |name: &str, (n, took): (u64, Duration)| {
+        let mut measure = |name: &str, (n, took, applying): (u64, Duration, Duration)| {
             let per_s = rate(n, took);
             projections.insert(
                 name.to_owned(),
                 json!({"entries": n, "seconds": took.as_secs_f64(), "entries_per_s": per_s,
+                       "apply_seconds": applying.as_secs_f64(),
+                       "read_and_decode_seconds": (took - applying).as_secs_f64(),
                        "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
             );
         };
@@ -338,6 +343,7 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
         // Search: the log read and decoded as above, then every message indexed, one commit.
         let started = Instant::now();
         let all = read_all(&*log).await?;
+        let read_took = started.elapsed();
         let index = SearchIndex::open(&work.path().join("p-search"))?;
         let indexed = apply_entries(&*log, &index, &all).await?;
         let took = started.elapsed();
@@ -345,6 +351,7 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
         projections.insert(
             "search".to_owned(),
             json!({"entries": entries, "documents": indexed, "seconds": took.as_secs_f64(),
+                   "read_and_decode_seconds": read_took.as_secs_f64(),
                    "entries_per_s": per_s, "messages_per_s": rate(messages, took),
                    "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
         );

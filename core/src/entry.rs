@@ -88,7 +88,10 @@ impl<'de> Deserialize<'de> for UnknownBody {
 /// not its first key falls back to.
 #[derive(Deserialize)]
 #[serde(untagged)]
-#[allow(clippy::large_enum_variant, reason = "decoded once, then moved into a Body")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded once, then moved into a Body"
+)]
 enum BufferedBody {
     Event(Event),
     Command(Command),
@@ -246,14 +249,36 @@ mod body_decoding {
 
     #[test]
     fn bodies_decode_whatever_the_key_order() {
-        let first: Body =
-            serde_json::from_str(r#"{"type":"notice","level":"info","text":"x"}"#).expect("decodes");
-        let last: Body =
-            serde_json::from_str(r#"{"text":"x","level":"info","type":"notice"}"#).expect("decodes");
+        let first: Body = serde_json::from_str(r#"{"type":"notice","level":"info","text":"x"}"#)
+            .expect("decodes");
+        let last: Body = serde_json::from_str(r#"{"text":"x","level":"info","type":"notice"}"#)
+            .expect("decodes");
         assert_eq!(first, last);
         assert!(matches!(first, Body::Event(Event::Notice(_))));
         let packed = crate::codec::to_msgpack(&first).expect("encodes");
-        assert_eq!(crate::codec::from_msgpack::<Body>(&packed).expect("decodes"), first);
+        assert_eq!(
+            crate::codec::from_msgpack::<Body>(&packed).expect("decodes"),
+            first
+        );
+    }
+
+    #[test]
+    fn parts_decode_whatever_the_key_order() {
+        use crate::message::Part;
+        let id = crate::ids::PartId::new();
+        let first: Part =
+            serde_json::from_str(&format!(r#"{{"type":"text","id":"{id}","text":"hi"}}"#))
+                .expect("decodes");
+        let last: Part =
+            serde_json::from_str(&format!(r#"{{"id":"{id}","text":"hi","type":"text"}}"#))
+                .expect("decodes");
+        assert_eq!(first, last);
+        let packed = crate::codec::to_msgpack(&first).expect("encodes");
+        assert_eq!(
+            crate::codec::from_msgpack::<Part>(&packed).expect("decodes"),
+            first
+        );
+        assert!(serde_json::from_str::<Part>(r#"{"type":"hologram","id":"x"}"#).is_err());
     }
 
     #[test]
@@ -269,8 +294,7 @@ mod body_decoding {
         ] {
             assert!(serde_json::from_str::<Body>(damaged).is_err(), "{damaged}");
         }
-        let command: Body =
-            serde_json::from_str(r#"{"type":"abort"}"#).expect("decodes");
+        let command: Body = serde_json::from_str(r#"{"type":"abort"}"#).expect("decodes");
         assert!(matches!(command, Body::Command(Command::Abort(_))));
     }
 }

@@ -75,3 +75,66 @@ macro_rules! tagged_catalogue {
         )*
     };
 }
+
+/// Implements `Deserialize` for an enum internally tagged by `type` (one newtype variant per
+/// `"wire" => Variant(Struct)`), reading the variant's struct straight from the rest of the map
+/// when `type` is the first key, as Octo writes it. serde's derive would first buffer the whole
+/// map; for parts, read by the thousand from the history, that buffering was the largest cost.
+/// A map with `type` elsewhere decodes through the derived shape, with the same result.
+macro_rules! tag_first_deserialize {
+    ($enum:ident via $shape:ident { $( $wire:literal => $variant:ident($ty:ty) ),* $(,)? }) => {
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "type")]
+        enum $shape {
+            $( #[serde(rename = $wire)] $variant($ty), )*
+        }
+
+        impl<'de> serde::Deserialize<'de> for $enum {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct TagFirst;
+
+                impl<'de> serde::de::Visitor<'de> for TagFirst {
+                    type Value = $enum;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("a map tagged by `type` (", stringify!($enum), ")"))
+                    }
+
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$enum, A::Error> {
+                        use serde::Deserialize as _;
+                        use serde::de::Error as _;
+                        let Some(first) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                            return Err(A::Error::missing_field("type"));
+                        };
+                        if first != "type" {
+                            let mut object = serde_json::Map::new();
+                            object.insert(first.into_owned(), map.next_value::<serde_json::Value>()?);
+                            while let Some((key, value)) =
+                                map.next_entry::<String, serde_json::Value>()?
+                            {
+                                object.insert(key, value);
+                            }
+                            let shape = $shape::deserialize(serde_json::Value::Object(object))
+                                .map_err(A::Error::custom)?;
+                            return Ok(match shape {
+                                $( $shape::$variant(inner) => $enum::$variant(inner), )*
+                            });
+                        }
+                        let type_name = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                        match type_name.as_ref() {
+                            $( $wire => <$ty>::deserialize(
+                                serde::de::value::MapAccessDeserializer::new(map),
+                            ).map($enum::$variant), )*
+                            other => Err(A::Error::unknown_variant(other, &[$($wire),*])),
+                        }
+                    }
+                }
+
+                deserializer.deserialize_map(TagFirst)
+            }
+        }
+    };
+}

@@ -107,7 +107,7 @@ impl Message {
 }
 
 /// A part of a message, tagged by `type`. Every part has an `id` unique in the session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Part {
@@ -118,6 +118,15 @@ pub enum Part {
     Image(ImagePart),
     FileRef(FileRefPart),
 }
+
+tag_first_deserialize!(Part via PartShape {
+    "text" => Text(TextPart),
+    "thinking" => Thinking(ThinkingPart),
+    "tool_call" => ToolCall(ToolCallPart),
+    "tool_result" => ToolResult(ToolResultPart),
+    "image" => Image(ImagePart),
+    "file_ref" => FileRef(FileRefPart),
+});
 
 impl Part {
     /// Every part `type`.
@@ -203,12 +212,17 @@ pub struct ToolResultPart {
 }
 
 /// A part inside a `tool_result`: `text` or `image`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResultContent {
     Text(TextPart),
     Image(ImagePart),
 }
+
+tag_first_deserialize!(ResultContent via ResultContentShape {
+    "text" => Text(TextPart),
+    "image" => Image(ImagePart),
+});
 
 /// `image`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

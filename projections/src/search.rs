@@ -31,13 +31,18 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use tokio::sync::watch;
 
 use crate::history::conversations::message_text;
-use crate::projector::{APPLY_BATCH_ENTRIES_MAX, WaitError};
+use crate::projector::WaitError;
 
 /// Bumped whenever what is indexed changes: a new version rebuilds from offset 0.
 pub const VERSION: u32 = 1;
 
 /// The writer's memory budget.
 pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
+
+/// Entries folded into one commit at most. Larger than the fjall projections' batches: every
+/// commit makes a segment that background merges must fold in again, so catching up in big
+/// commits keeps merging from competing with searches afterwards.
+pub const COMMIT_ENTRIES_MAX: usize = 8_192;
 
 /// Tokens shown around the first match in a snippet.
 pub const SNIPPET_TOKENS: usize = 12;
@@ -817,7 +822,7 @@ async fn run(
                 return;
             }
         }
-        while batch.len() < APPLY_BATCH_ENTRIES_MAX {
+        while batch.len() < COMMIT_ENTRIES_MAX {
             match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
                 Ok(Ok(entry)) => batch.push(entry),
                 Ok(Err(e)) => {

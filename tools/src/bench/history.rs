@@ -413,6 +413,17 @@ pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
         let mut client = ReadServiceClient::new(channel)
             .max_decoding_message_size(octo_hstry::MESSAGE_BYTES_MAX);
         let mut results = serde_json::Map::new();
+        // Warm up: connections, caches, and the search index's background merges settle.
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_secs(2) {
+            client
+                .get_messages(GetMessagesRequest {
+                    conversation_id: session.to_string(),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await?;
+        }
         for (name, limit) in [("page_100", 100i64), ("all", 0)] {
             let mut latencies = histogram()?;
             let mut bytes = 0usize;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Top {
     /// Run the server: the log, the projections, the local runner and the WebSocket.
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Manage users and their credentials.
     #[command(subcommand)]
     Users(Users),
@@ -242,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     if let Top::Serve(args) = cli.command {
-        return serve(data_dir, args);
+        return serve(data_dir, *args);
     }
     let store = UserStore::open(&data_dir)?;
     match cli.command {

@@ -95,6 +95,15 @@ pub struct Row {
     pub totals: Totals,
 }
 
+/// A row's grouping: (day, user, harness, provider, model), each set when grouped by.
+type GroupKey = (
+    Option<u32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// The `analytics` fold.
 #[derive(Debug, Default)]
 pub struct Analytics;
@@ -309,16 +318,8 @@ impl Analytics {
         let mut to = vec![b'b'];
         to.extend_from_slice(&query.to_day.saturating_add(1).to_be_bytes());
         let by = |d: Dimension| query.group_by.contains(&d);
-        let mut rows: std::collections::BTreeMap<
-            (
-                Option<u32>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            ),
-            Totals,
-        > = std::collections::BTreeMap::new();
+        let mut rows: std::collections::BTreeMap<GroupKey, Totals> =
+            std::collections::BTreeMap::new();
         for guard in snapshot.inner().range(keyspace, from..to) {
             let (key, value) = guard.into_inner().map_err(storage)?;
             let bucket = parse_bucket_key(&key)

@@ -184,7 +184,8 @@ impl TokenStream for CodeTokenStream<'_> {
         self.token.position = self.token.position.wrapping_add(1);
         while let Some((from, c)) = self.chars.next() {
             if is_code_char(c) {
-                let to = (&mut self.chars)
+                let to = self
+                    .chars
                     .find(|(_, c)| !is_code_char(*c))
                     .map_or(self.text.len(), |(at, _)| at);
                 self.token.offset_from = from;

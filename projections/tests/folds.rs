@@ -203,7 +203,7 @@ impl LogBuilder {
     fn hstry(&mut self, written: &mut Vec<Written>, user: &str, step: usize, rng: &mut StdRng) {
         let message = |idx: usize, id: MessageId, text: String| {
             json!({"type": "history.message_upserted", "idx": idx, "message_id": id,
-                "role": if idx % 2 == 0 { "user" } else { "assistant" }, "content": text,
+                "role": if idx.is_multiple_of(2) { "user" } else { "assistant" }, "content": text,
                 "parts_json": "[]", "created_ms": 1_700_000_000_000i64 + idx as i64,
                 "metadata_json": "{}", "sender_json": ""})
         };

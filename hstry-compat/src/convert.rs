@@ -3,9 +3,11 @@
 
 use base64::Engine as _;
 use octo_core::Message as OctoMessage;
+use octo_core::PartId;
 use octo_core::history::HistoryMessageUpserted;
-use octo_core::message::{Part, ResultContent, Role};
+use octo_core::message::{ImagePart, Part, ResultContent, Role};
 use octo_projections::history::conversations::{ConversationRecord, message_text};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::content;
@@ -102,19 +104,90 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn part_json(part: &Part) -> Value {
+/// A part as hstry's `parts_json` holds it (HSTRY_API.md 5.1), borrowing from the protocol's
+/// part: serialised straight to text, no intermediate JSON tree.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum HstryPart<'a> {
+    Text {
+        id: &'a PartId,
+        text: &'a str,
+    },
+    Thinking {
+        id: &'a PartId,
+        text: &'a str,
+    },
+    ToolCall {
+        id: &'a PartId,
+        #[serde(rename = "toolCallId")]
+        tool_call_id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+    ToolResult {
+        id: &'a PartId,
+        #[serde(rename = "toolCallId")]
+        tool_call_id: &'a str,
+        name: &'a str,
+        output: Output<'a>,
+        #[serde(rename = "isError")]
+        is_error: bool,
+    },
+    Image {
+        id: &'a PartId,
+        #[serde(rename = "mimeType")]
+        mime_type: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+    },
+    FileRef {
+        id: &'a PartId,
+        uri: &'a str,
+    },
+    /// A part type newer than this facade: kept visible, as hstry keeps unknown types.
+    Other {
+        value: Value,
+    },
+}
+
+/// A tool result's output: its text when it is all text, else its parts.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Output<'a> {
+    Text(String),
+    Parts(Vec<HstryPart<'a>>),
+}
+
+fn image(image: &ImagePart) -> HstryPart<'_> {
+    HstryPart::Image {
+        id: &image.id,
+        mime_type: &image.media_type,
+        source: image.data.as_ref().map(|_| "base64"),
+        data: image
+            .data
+            .as_ref()
+            .map(|data| base64::engine::general_purpose::STANDARD.encode(data.0.as_slice())),
+    }
+}
+
+fn hstry_part(part: &Part) -> HstryPart<'_> {
     match part {
-        Part::Text(text) => json!({"type": "text", "id": text.id.to_string(), "text": text.text}),
-        Part::Thinking(thinking) => {
-            json!({"type": "thinking", "id": thinking.id.to_string(), "text": thinking.text})
-        }
-        Part::ToolCall(call) => json!({
-            "type": "tool_call",
-            "id": call.id.to_string(),
-            "toolCallId": call.tool_call_id,
-            "name": call.name,
-            "input": call.input,
-        }),
+        Part::Text(text) => HstryPart::Text {
+            id: &text.id,
+            text: &text.text,
+        },
+        Part::Thinking(thinking) => HstryPart::Thinking {
+            id: &thinking.id,
+            text: &thinking.text,
+        },
+        Part::ToolCall(call) => HstryPart::ToolCall {
+            id: &call.id,
+            tool_call_id: &call.tool_call_id,
+            name: &call.name,
+            input: &call.input,
+        },
         Part::ToolResult(result) => {
             let all_text = result
                 .content
@@ -129,55 +202,45 @@ fn part_json(part: &Part) -> Value {
                         ResultContent::Image(_) => None,
                     })
                     .collect();
-                Value::String(text.join("\n"))
+                Output::Text(text.join("\n"))
             } else {
-                Value::Array(
+                Output::Parts(
                     result
                         .content
                         .iter()
                         .map(|part| match part {
-                            ResultContent::Text(text) => part_json(&Part::Text(text.clone())),
-                            ResultContent::Image(image) => part_json(&Part::Image(image.clone())),
+                            ResultContent::Text(text) => HstryPart::Text {
+                                id: &text.id,
+                                text: &text.text,
+                            },
+                            ResultContent::Image(part) => image(part),
                         })
                         .collect(),
                 )
             };
-            json!({
-                "type": "tool_result",
-                "id": result.id.to_string(),
-                "toolCallId": result.tool_call_id,
-                "name": result.name,
-                "output": output,
-                "isError": result.is_error,
-            })
-        }
-        Part::Image(image) => {
-            let mut value = json!({
-                "type": "image",
-                "id": image.id.to_string(),
-                "mimeType": image.media_type,
-            });
-            if let Some(data) = &image.data {
-                value["source"] = Value::String("base64".to_owned());
-                value["data"] = Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(data.0.as_slice()),
-                );
+            HstryPart::ToolResult {
+                id: &result.id,
+                tool_call_id: &result.tool_call_id,
+                name: &result.name,
+                output,
+                is_error: result.is_error,
             }
-            value
         }
-        Part::FileRef(file) => {
-            json!({"type": "file_ref", "id": file.id.to_string(), "uri": file.path})
-        }
-        // A part type newer than this facade: kept visible, as hstry keeps unknown types.
-        other => {
-            json!({"type": "other", "value": serde_json::to_value(other).unwrap_or(Value::Null)})
-        }
+        Part::Image(part) => image(part),
+        Part::FileRef(file) => HstryPart::FileRef {
+            id: &file.id,
+            uri: &file.path,
+        },
+        other => HstryPart::Other {
+            value: serde_json::to_value(other).unwrap_or(Value::Null),
+        },
     }
 }
 
 /// The parts of a protocol message as hstry's `parts_json`.
 pub fn parts_json(message: &OctoMessage) -> String {
-    Value::Array(message.parts.iter().map(part_json).collect()).to_string()
+    let parts: Vec<HstryPart<'_>> = message.parts.iter().map(hstry_part).collect();
+    serde_json::to_string(&parts).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// One of Octo's own messages as hstry returns it, at `idx` of its conversation, under `id`.

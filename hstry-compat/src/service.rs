@@ -297,20 +297,19 @@ impl Hstry {
             }
             Origin::Session => {
                 let total = record.message_count as usize;
-                let wanted = limit.map_or(total, |limit| limit.min(total));
-                let page = History::page(
-                    snapshot,
-                    self.history.keyspace(),
-                    self.sessions.keyspace(),
-                    &record.id,
-                    None,
-                    wanted,
-                )
-                .map_err(store_failed)?;
-                let first_idx = total.saturating_sub(page.messages.len());
+                let (history, sessions) = (self.history.keyspace(), self.sessions.keyspace());
+                let messages = match limit {
+                    Some(limit) if limit < total => {
+                        History::page(snapshot, history, sessions, &record.id, None, limit)
+                            .map_err(store_failed)?
+                            .messages
+                    }
+                    _ => History::view(snapshot, history, sessions, &record.id)
+                        .map_err(store_failed)?,
+                };
+                let first_idx = total.saturating_sub(messages.len());
                 let fork = record.id.as_uuid();
-                Ok(page
-                    .messages
+                Ok(messages
                     .iter()
                     .enumerate()
                     .map(|(n, (_, message))| {
@@ -456,27 +455,42 @@ impl Hstry {
         Ok(())
     }
 
-    async fn read_entry(
+    /// The entries of one session at `offsets`, read as a few range reads of its entries.
+    async fn read_entries(
         &self,
         session_id: SessionId,
-        offset: Offset,
-    ) -> Result<Arc<LogEntry>, Status> {
-        let after = Offset::new(offset.get().saturating_sub(1)).map_err(internal)?;
-        let batch = self
-            .log
-            .read(ReadQuery {
-                filter: LogFilter::session(session_id),
-                after,
-                until: Some(offset),
-                limit: 1,
-            })
-            .await
-            .map_err(internal)?;
-        batch
-            .entries
-            .into_iter()
-            .find(|entry| entry.offset == offset)
-            .ok_or_else(|| Status::internal(format!("log entry {offset} is missing")))
+        offsets: &std::collections::BTreeSet<Offset>,
+    ) -> Result<HashMap<Offset, Arc<LogEntry>>, Status> {
+        let mut found = HashMap::with_capacity(offsets.len());
+        let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
+            return Ok(found);
+        };
+        let mut after = Offset::new(first.get().saturating_sub(1)).map_err(internal)?;
+        loop {
+            let batch = self
+                .log
+                .read(ReadQuery {
+                    filter: LogFilter::session(session_id),
+                    after,
+                    until: Some(*last),
+                    limit: 4_096,
+                })
+                .await
+                .map_err(internal)?;
+            for entry in batch.entries {
+                if offsets.contains(&entry.offset) {
+                    found.insert(entry.offset, entry);
+                }
+            }
+            after = batch.scanned_through;
+            if batch.reached_end || after >= *last {
+                break;
+            }
+        }
+        if found.len() != offsets.len() {
+            return Err(Status::internal("a message write is missing from the log"));
+        }
+        Ok(found)
     }
 }
 
@@ -892,6 +906,12 @@ impl ReadService for Arc<Hstry> {
         let limit = (r.limit > 0).then(|| usize::try_from(r.limit).unwrap_or(usize::MAX));
         let mut events = Vec::new();
         let mut seen: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
+        let wanted: std::collections::BTreeSet<Offset> = writes
+            .iter()
+            .filter(|write| r.after_idx <= 0 || write.idx > r.after_idx)
+            .map(|write| write.offset)
+            .collect();
+        let entries = self.read_entries(record.id, &wanted).await?;
         for write in writes {
             let first = seen.insert(write.message_id);
             if r.after_idx > 0 && write.idx <= r.after_idx {
@@ -900,7 +920,9 @@ impl ReadService for Arc<Hstry> {
             if limit.is_some_and(|limit| events.len() >= limit) {
                 break;
             }
-            let entry = self.read_entry(record.id, write.offset).await?;
+            let entry = entries
+                .get(&write.offset)
+                .ok_or_else(|| Status::internal("a message write was not read"))?;
             let (message, sent) = match &entry.body {
                 Body::Event(Event::HistoryMessageUpserted(upserted)) => {
                     let message = self.written(upserted).await?;
@@ -1037,6 +1059,7 @@ impl SearchService for Arc<Hstry> {
             role: (!r.role.is_empty()).then(|| r.role.clone()),
             after_ms: (r.after_ms > 0).then_some(r.after_ms),
             before_ms: (r.before_ms > 0).then_some(r.before_ms),
+            titles: false,
         };
         let hits = self.searcher.search(&query, &filter).map_err(|e| match e {
             SearchError::Query(text) => Status::invalid_argument(text),

@@ -263,11 +263,13 @@ fn schema() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
-/// One matching message.
+/// One matching message (or conversation title).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// The message's UUID, hyphenated.
+    /// The message's UUID, hyphenated; `title:<conversation>` for a title.
     pub message_id: String,
+    /// Whether the hit is a conversation's title rather than a message.
+    pub title: bool,
     pub conversation: SessionId,
     pub role: String,
     pub content: String,
@@ -286,6 +288,8 @@ pub struct HitFilter {
     pub after_ms: Option<i64>,
     /// Only messages created strictly before.
     pub before_ms: Option<i64>,
+    /// Titles match too (hstry's search is over messages only).
+    pub titles: bool,
 }
 
 /// A change to the index.
@@ -579,7 +583,9 @@ impl SearchIndex {
             ))
         };
         clauses.push((Occur::Must, exact(f.user, filter.user.as_str())));
-        clauses.push((Occur::Must, exact(f.kind, KIND_MESSAGE)));
+        if !filter.titles {
+            clauses.push((Occur::Must, exact(f.kind, KIND_MESSAGE)));
+        }
         if let Some(role) = &filter.role {
             clauses.push((Occur::Must, exact(f.role, role)));
         }
@@ -617,6 +623,7 @@ impl SearchIndex {
             };
             hits.push(Hit {
                 message_id: text(f.key),
+                title: text(f.kind) == KIND_TITLE,
                 conversation,
                 role: text(f.role),
                 content: text(f.natural),

@@ -187,7 +187,13 @@ impl ProjectionStore {
                         });
                     }
                 },
-                Pending::Deleted => batch.remove(keyspace, key),
+                // A key written and deleted within the batch (a listing entry that moved
+                // twice) never reached the keyspace: no tombstone for it.
+                Pending::Deleted => {
+                    if keyspace.contains_key(&key).map_err(|e| self.storage(&e))? {
+                        batch.remove(keyspace, key);
+                    }
+                }
             }
         }
         batch.insert(&self.meta, keyspace_name::<P>(), applied.to_be_bytes());

@@ -907,6 +907,9 @@ fn search_answers(
         "appended",
         "text*",
         "d0",
+        "updated",
+        "written",
+        "t1*",
     ] {
         for user in ["alice", "bob"] {
             let parsed = SearchQuery::parse(query, 0).expect("query parses");
@@ -915,6 +918,7 @@ fn search_answers(
                 role: None,
                 after_ms: None,
                 before_ms: None,
+                titles: true,
             };
             for hit in index.search(&parsed, &filter).expect("searches") {
                 answers.push((

@@ -262,6 +262,52 @@ impl History {
         })
     }
 
+    /// Every message of a session's view, oldest first, read with forward scans: the root of
+    /// its fork chain up to the first fork point, then each fork's own, as in [`History::page`].
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn view(
+        snapshot: &StoreSnapshot,
+        history: &Keyspace,
+        sessions: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<Vec<(Offset, Message)>, StoreError> {
+        // (session, the highest offset of its part of the view), newest link first.
+        let mut chain = vec![(*session_id, Offset::MAX)];
+        let mut at = *session_id;
+        while let Some(parent) =
+            Sessions::get_at(snapshot, sessions, &at)?.and_then(|record| record.summary.parent)
+        {
+            if chain
+                .iter()
+                .any(|(session, _)| *session == parent.session_id)
+            {
+                return Err(corrupt("the fork chain loops"));
+            }
+            chain.push((parent.session_id, parent.offset));
+            at = parent.session_id;
+        }
+        let mut messages = Vec::new();
+        for (session, upper) in chain.iter().rev() {
+            let from = message_key(session, Offset::ZERO);
+            let to = message_key(session, *upper);
+            for guard in snapshot.inner().range(history, from..=to) {
+                let (key, value) = guard.into_inner().map_err(storage)?;
+                let offset_bytes: [u8; 8] = key
+                    .get(17..25)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
+                let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
+                messages.push((
+                    offset,
+                    octo_core::codec::from_msgpack(&value).map_err(corrupt)?,
+                ));
+            }
+        }
+        Ok(messages)
+    }
+
     /// The assistant message a session is streaming now, as of the snapshot.
     ///
     /// # Errors

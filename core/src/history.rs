@@ -133,6 +133,19 @@ pub enum HistoryRole {
     Other,
 }
 
+impl HistoryRole {
+    /// The role's wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HistoryRole::User => "user",
+            HistoryRole::Assistant => "assistant",
+            HistoryRole::System => "system",
+            HistoryRole::Tool => "tool",
+            HistoryRole::Other => "other",
+        }
+    }
+}
+
 /// `history.conversation_upserted`: a WriteConversation, with every Conversation field the write
 /// carried; absent optional fields are cleared as hstry does. The conversation UUID is the entry's
 /// `session_id`.

@@ -7,24 +7,12 @@
 mod support;
 
 use octo_core::message::Part;
-use octo_core::{Event, LogEntry, Message};
 use octo_hstry::proto;
 use octo_hstry::proto::read_service_client::ReadServiceClient;
 use octo_hstry::proto::search_service_client::SearchServiceClient;
 use serde_json::{Value, json};
-use support::{Agent, Octo, event};
+use support::{Agent, Octo, messages_of};
 use tonic::transport::Channel;
-
-fn messages_of(entries: &[LogEntry]) -> Vec<Message> {
-    entries
-        .iter()
-        .filter_map(|e| match event(e) {
-            Some(Event::MessageCreated(created)) => Some(created.message.clone()),
-            Some(Event::StreamMessageEnd(end)) => Some(end.message.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pi_session_reads_through_hstry_as_the_websocket_streamed_it() {

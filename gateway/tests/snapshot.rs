@@ -7,7 +7,7 @@ use octo_core::frame::{AgentServerFrame, ServerFrame, SnapshotResult};
 use octo_core::message::{Part, Role};
 use octo_core::{Event, LogEntry, Message, MessageId};
 use serde_json::json;
-use support::{Agent, Octo, event};
+use support::{Agent, Octo, event, messages_of};
 
 async fn snapshot(
     agent: &mut Agent,
@@ -26,18 +26,6 @@ async fn snapshot(
             _ => None,
         })
         .await
-}
-
-/// Completed messages as a full replay of `entries` gives them, in order.
-fn messages_of(entries: &[LogEntry]) -> Vec<Message> {
-    entries
-        .iter()
-        .filter_map(|e| match event(e) {
-            Some(Event::MessageCreated(created)) => Some(created.message.clone()),
-            Some(Event::StreamMessageEnd(end)) => Some(end.message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The text of a message's text parts.

@@ -24,17 +24,6 @@ pub fn role(text: &str) -> HistoryRole {
     }
 }
 
-/// The role's wire name.
-pub fn role_name(role: HistoryRole) -> &'static str {
-    match role {
-        HistoryRole::User => "user",
-        HistoryRole::Assistant => "assistant",
-        HistoryRole::System => "system",
-        HistoryRole::Tool => "tool",
-        HistoryRole::Other => "other",
-    }
-}
-
 /// `parts_json` as stored: compact, keys sorted; `[]` for anything that is not a JSON array.
 pub fn parts_json(text: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(text) {

@@ -80,7 +80,7 @@ pub fn written_message(
 ) -> proto::Message {
     proto::Message {
         idx: message.idx,
-        role: content::role_name(message.role).to_owned(),
+        role: message.role.as_str().to_owned(),
         content,
         parts_json,
         created_at_ms: message.created_ms,

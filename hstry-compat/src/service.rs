@@ -445,6 +445,42 @@ impl Hstry {
         ))
     }
 
+    /// Takes the write lock and finds the hstry-written conversation a write names by (source
+    /// id, external or platform id): NOT_FOUND when none, FAILED_PRECONDITION for an Octo session.
+    async fn writable(
+        &self,
+        source_id: &str,
+        external_id: &str,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, ConversationRecord), Status> {
+        let serial = self.writes.lock().await;
+        self.catch_up().await?;
+        let snapshot = self.store.snapshot();
+        let record = self
+            .find_for_write(&self.conversations(&snapshot), source_id, external_id)?
+            .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
+        Hstry::refuse_session(&record)?;
+        Ok((serial, record))
+    }
+
+    /// Takes the write lock and finds the user's conversation named by a UUID argument:
+    /// INVALID_ARGUMENT for a malformed one, `None` for an unknown one.
+    async fn by_uuid(
+        &self,
+        field: &str,
+        text: &str,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Option<ConversationRecord>), Status> {
+        let uuid = uuid_arg(field, text)?;
+        let serial = self.writes.lock().await;
+        self.catch_up().await?;
+        let snapshot = self.store.snapshot();
+        let record = SessionId::from_bytes(*uuid.as_bytes())
+            .ok()
+            .map(|id| self.conversations(&snapshot).get(&id))
+            .transpose()
+            .map_err(store_failed)?;
+        Ok((serial, self.owned(record.flatten())))
+    }
+
     fn refuse_session(record: &ConversationRecord) -> Result<(), Status> {
         if record.origin == Origin::Session {
             return Err(Status::failed_precondition(format!(
@@ -669,18 +705,9 @@ impl WriteService for Arc<Hstry> {
         let request = request.into_inner();
         required("source_id", &request.source_id)?;
         required("external_id", &request.external_id)?;
-        let _serial = self.writes.lock().await;
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let record = self
-            .find_for_write(
-                &self.conversations(&snapshot),
-                &request.source_id,
-                &request.external_id,
-            )?
-            .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
-        Hstry::refuse_session(&record)?;
-        drop(snapshot);
+        let (_serial, record) = self
+            .writable(&request.source_id, &request.external_id)
+            .await?;
         let updated = HistoryConversationUpdated {
             title: request.title,
             workspace: request.workspace,
@@ -713,18 +740,9 @@ impl WriteService for Arc<Hstry> {
         let request = request.into_inner();
         required("source_id", &request.source_id)?;
         required("external_id", &request.external_id)?;
-        let _serial = self.writes.lock().await;
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let record = self
-            .find_for_write(
-                &self.conversations(&snapshot),
-                &request.source_id,
-                &request.external_id,
-            )?
-            .ok_or_else(|| Status::not_found("no conversation has that source and external id"))?;
-        Hstry::refuse_session(&record)?;
-        drop(snapshot);
+        let (_serial, record) = self
+            .writable(&request.source_id, &request.external_id)
+            .await?;
         self.append(vec![self.event(
             record.id,
             Event::HistoryConversationDeleted(HistoryConversationDeleted {}),
@@ -740,20 +758,13 @@ impl WriteService for Arc<Hstry> {
         request: Request<proto::AddTagRequest>,
     ) -> Result<Response<proto::AddTagResponse>, Status> {
         let request = request.into_inner();
-        let uuid = uuid_arg("conversation_id", &request.conversation_id)?;
         let tag = content::tag(&request.tag);
-        let _serial = self.writes.lock().await;
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let record = SessionId::from_bytes(*uuid.as_bytes())
-            .ok()
-            .map(|id| self.conversations(&snapshot).get(&id))
-            .transpose()
-            .map_err(store_failed)?;
-        let record = self
-            .owned(record.flatten())
-            .ok_or_else(|| Status::not_found(format!("no conversation {uuid}")))?;
-        drop(snapshot);
+        let (_serial, record) = self
+            .by_uuid("conversation_id", &request.conversation_id)
+            .await?;
+        let record = record.ok_or_else(|| {
+            Status::not_found(format!("no conversation {}", request.conversation_id))
+        })?;
         if tag.is_empty() || record.tags.contains(&tag) {
             return Ok(Response::new(proto::AddTagResponse { added: false }));
         }
@@ -769,18 +780,11 @@ impl WriteService for Arc<Hstry> {
         request: Request<proto::RemoveTagRequest>,
     ) -> Result<Response<proto::RemoveTagResponse>, Status> {
         let request = request.into_inner();
-        let uuid = uuid_arg("conversation_id", &request.conversation_id)?;
         let tag = content::tag(&request.tag);
-        let _serial = self.writes.lock().await;
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let record = SessionId::from_bytes(*uuid.as_bytes())
-            .ok()
-            .map(|id| self.conversations(&snapshot).get(&id))
-            .transpose()
-            .map_err(store_failed)?;
-        drop(snapshot);
-        let Some(record) = self.owned(record.flatten()) else {
+        let (_serial, record) = self
+            .by_uuid("conversation_id", &request.conversation_id)
+            .await?;
+        let Some(record) = record else {
             return Ok(Response::new(proto::RemoveTagResponse { removed: false }));
         };
         if !record.tags.contains(&tag) {

@@ -323,17 +323,6 @@ fn role_of(role: octo_core::message::Role) -> &'static str {
     }
 }
 
-fn history_role(role: octo_core::history::HistoryRole) -> &'static str {
-    use octo_core::history::HistoryRole;
-    match role {
-        HistoryRole::User => "user",
-        HistoryRole::Assistant => "assistant",
-        HistoryRole::System => "system",
-        HistoryRole::Tool => "tool",
-        HistoryRole::Other => "other",
-    }
-}
-
 fn title_change(entry: &LogEntry, title: Option<&str>) -> Change {
     match title.filter(|title| !title.is_empty()) {
         Some(title) => Change::Upsert {
@@ -386,7 +375,7 @@ async fn changes_of(log: &dyn EventLog, entry: &LogEntry) -> Result<Vec<Change>,
                 conversation: entry.session_id,
                 user: entry.user_id.clone(),
                 kind: KIND_MESSAGE,
-                role: history_role(upserted.role),
+                role: upserted.role.as_str(),
                 text,
                 created_ms: upserted.created_ms,
             }]

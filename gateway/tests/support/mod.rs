@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use octo_core::frame::{AckStatus, AgentServerFrame, ServerFrame};
-use octo_core::{Body, Encoding, Event, LogEntry, Offset, SessionId};
+use octo_core::{Body, Encoding, Event, LogEntry, Message, Offset, SessionId};
 use octo_gateway::{ServeConfig, Server};
 use octo_tools::client::Client;
 use octo_tools::model::{ModelConfig, ModelHandle};
@@ -349,4 +349,16 @@ impl Agent {
         })
         .await
     }
+}
+
+/// Completed messages as a full replay of `entries` gives them, in order.
+pub fn messages_of(entries: &[LogEntry]) -> Vec<Message> {
+    entries
+        .iter()
+        .filter_map(|e| match event(e) {
+            Some(Event::MessageCreated(created)) => Some(created.message.clone()),
+            Some(Event::StreamMessageEnd(end)) => Some(end.message.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -191,6 +191,18 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::corrupt::<History>(e)
 }
 
+/// A stored message and the offset its key carries.
+fn stored_message(guard: fjall::Guard) -> Result<(Offset, Message), StoreError> {
+    let (key, value) = guard.into_inner().map_err(storage)?;
+    let offset_bytes: [u8; 8] = key
+        .get(17..25)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
+    let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
+    let message = octo_core::codec::from_msgpack(&value).map_err(corrupt)?;
+    Ok((offset, message))
+}
+
 /// A page of a session's view, newest last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessagePage {
@@ -229,14 +241,7 @@ impl History {
             let from = message_key(&session, Offset::ZERO);
             let to = message_key(&session, upper);
             for guard in snapshot.inner().range(history, from..=to).rev() {
-                let (key, value) = guard.into_inner().map_err(storage)?;
-                let offset_bytes: [u8; 8] = key
-                    .get(17..25)
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
-                let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
-                let message: Message = octo_core::codec::from_msgpack(&value).map_err(corrupt)?;
-                newest_first.push((offset, message));
+                newest_first.push(stored_message(guard)?);
                 if newest_first.len() > limit {
                     break;
                 }
@@ -293,16 +298,7 @@ impl History {
             let from = message_key(session, Offset::ZERO);
             let to = message_key(session, *upper);
             for guard in snapshot.inner().range(history, from..=to) {
-                let (key, value) = guard.into_inner().map_err(storage)?;
-                let offset_bytes: [u8; 8] = key
-                    .get(17..25)
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
-                let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
-                messages.push((
-                    offset,
-                    octo_core::codec::from_msgpack(&value).map_err(corrupt)?,
-                ));
+                messages.push(stored_message(guard)?);
             }
         }
         Ok(messages)

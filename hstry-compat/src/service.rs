@@ -226,6 +226,18 @@ impl Hstry {
         Ok(candidates.into_iter().next().map(|(_, record)| record))
     }
 
+    /// Catches up, then resolves a read's selector in one store snapshot (kept for the rest of
+    /// the read).
+    async fn read_target(
+        &self,
+        selector: Selector<'_>,
+    ) -> Result<(StoreSnapshot, Option<ConversationRecord>), Status> {
+        self.catch_up().await?;
+        let snapshot = self.store.snapshot();
+        let record = self.resolve(&self.conversations(&snapshot), &selector)?;
+        Ok((snapshot, record))
+    }
+
     /// The conversation a write names by (source id, external id or platform id).
     fn find_for_write(
         &self,
@@ -530,21 +542,32 @@ impl Hstry {
     }
 }
 
-fn selector_of<'a>(
-    source_id: &'a str,
-    external_id: &'a str,
-    readable_id: &'a str,
-    conversation_id: &'a str,
-    workspace: &'a str,
-) -> Selector<'a> {
-    Selector {
-        source_id,
-        external_id,
-        readable_id,
-        conversation_id,
-        workspace,
-    }
+/// The read requests that name a conversation with hstry's five selector fields.
+trait Selects {
+    fn selector(&self) -> Selector<'_>;
 }
+
+macro_rules! selects {
+    ($($request:ty),*) => {$(
+        impl Selects for $request {
+            fn selector(&self) -> Selector<'_> {
+                Selector {
+                    source_id: &self.source_id,
+                    external_id: &self.external_id,
+                    readable_id: &self.readable_id,
+                    conversation_id: &self.conversation_id,
+                    workspace: &self.workspace,
+                }
+            }
+        }
+    )*};
+}
+
+selects!(
+    proto::GetConversationRequest,
+    proto::GetMessagesRequest,
+    proto::GetMessageEventsRequest
+);
 
 /// A UUID of any version, or INVALID_ARGUMENT.
 fn uuid_arg(field: &str, text: &str) -> Result<uuid::Uuid, Status> {
@@ -846,16 +869,7 @@ impl ReadService for Arc<Hstry> {
         request: Request<proto::GetConversationRequest>,
     ) -> Result<Response<proto::GetConversationResponse>, Status> {
         let r = request.into_inner();
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let selector = selector_of(
-            &r.source_id,
-            &r.external_id,
-            &r.readable_id,
-            &r.conversation_id,
-            &r.workspace,
-        );
-        let record = self.resolve(&self.conversations(&snapshot), &selector)?;
+        let (_snapshot, record) = self.read_target(r.selector()).await?;
         Ok(Response::new(proto::GetConversationResponse {
             conversation: record.as_ref().map(convert::conversation),
         }))
@@ -866,16 +880,8 @@ impl ReadService for Arc<Hstry> {
         request: Request<proto::GetMessagesRequest>,
     ) -> Result<Response<proto::GetMessagesResponse>, Status> {
         let r = request.into_inner();
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
-        let selector = selector_of(
-            &r.source_id,
-            &r.external_id,
-            &r.readable_id,
-            &r.conversation_id,
-            &r.workspace,
-        );
-        let Some(record) = self.resolve(&self.conversations(&snapshot), &selector)? else {
+        let (snapshot, record) = self.read_target(r.selector()).await?;
+        let Some(record) = record else {
             return Ok(Response::new(proto::GetMessagesResponse::default()));
         };
         let limit = (r.limit > 0).then(|| usize::try_from(r.limit).unwrap_or(usize::MAX));
@@ -891,17 +897,9 @@ impl ReadService for Arc<Hstry> {
         request: Request<proto::GetMessageEventsRequest>,
     ) -> Result<Response<proto::GetMessageEventsResponse>, Status> {
         let r = request.into_inner();
-        self.catch_up().await?;
-        let snapshot = self.store.snapshot();
+        let (snapshot, record) = self.read_target(r.selector()).await?;
         let conversations = self.conversations(&snapshot);
-        let selector = selector_of(
-            &r.source_id,
-            &r.external_id,
-            &r.readable_id,
-            &r.conversation_id,
-            &r.workspace,
-        );
-        let Some(record) = self.resolve(&conversations, &selector)? else {
+        let Some(record) = record else {
             return Ok(Response::new(proto::GetMessageEventsResponse::default()));
         };
         let writes = conversations.writes(&record.id).map_err(store_failed)?;

@@ -107,7 +107,13 @@ pub struct Translator<M> {
     thinking_level: octo_core::ThinkingLevel,
     /// Extension dialogs awaiting an answer, oldest first, with their deadline (runner clock).
     inputs: Vec<(String, Option<Ms>)>,
+    /// The newest time the translator was told (records and deadline checks carry it).
+    clock_ms: Ms,
 }
+
+/// pi times a dialog out on its own clock, started before Octo reads the request: a dialog open
+/// at the end of a run within this much of its deadline was pi's timeout, not a cancellation.
+pub const INPUT_DEADLINE_SLACK_MS: Ms = 1_000;
 
 /// pi's answer to an extension dialog, by id.
 fn ui_response(request_id: &str, answer: &octo_core::command::InputAnswer) -> Value {
@@ -184,6 +190,7 @@ impl<M: IdMint> Translator<M> {
             model_id: model_id.to_owned(),
             thinking_level: octo_core::ThinkingLevel::Off,
             inputs: Vec::new(),
+            clock_ms: 0,
         }
     }
 
@@ -234,8 +241,15 @@ impl<M: IdMint> Translator<M> {
     }
 
     fn close_run(&mut self, out: &mut Output, terminal: Event) {
-        // Dialogs still open when the run ends are cancelled, on both sides.
-        let open = std::mem::take(&mut self.inputs);
+        // Dialogs still open when the run ends are cancelled, on both sides; those at their
+        // deadline were timed out by pi (its timer runs slightly ahead of ours).
+        let now = self.clock_ms;
+        let (timed_out, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inputs)
+            .into_iter()
+            .partition(|(_, deadline)| {
+                deadline.is_some_and(|deadline| deadline - INPUT_DEADLINE_SLACK_MS <= now)
+            });
+        cancel_dialogs(out, timed_out, InputOutcome::TimedOut);
         cancel_dialogs(out, open, InputOutcome::Cancelled);
         out.events.push(terminal);
         self.run = None;
@@ -355,6 +369,7 @@ impl<M: IdMint> Translator<M> {
     /// Dialogs past their deadline at `now_ms`: answered `cancelled` to pi, `input.resolved
     /// {timed_out}` here.
     pub fn expire_inputs(&mut self, now_ms: Ms) -> Output {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let mut out = Output::default();
         let (expired, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inputs)
             .into_iter()
@@ -366,6 +381,7 @@ impl<M: IdMint> Translator<M> {
 
     /// Translates one record of pi's stdout, read at `now_ms`.
     pub fn stdout(&mut self, record: &Value, now_ms: Ms) -> Output {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let mut out = Output::default();
         let kind = record
             .get("type")

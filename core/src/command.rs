@@ -63,6 +63,12 @@ impl Command {
         matches!(self, Command::SessionCreate(_))
     }
 
+    /// Whether the command starts a new session's harness (`session.create`, `fork`): settled by
+    /// `harness.started` or `harness.exited`, never by `command.failed` (PROTOCOL.md 4.2).
+    pub fn starts_harness(&self) -> bool {
+        matches!(self, Command::SessionCreate(_) | Command::Fork(_))
+    }
+
     /// Whether a command of this `type` travels without `session_id`.
     pub fn type_mints_session(type_name: &str) -> bool {
         type_name == "session.create"

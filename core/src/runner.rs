@@ -47,8 +47,15 @@ pub struct SessionCtx {
 /// How to start a fork's harness from its nearest ancestor's (PROTOCOL.md 9.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkCtx {
-    pub ancestor_harness_session_file: String,
+    /// The nearest ancestor's harness session file, from its last `harness.started` (none when
+    /// no ancestor's harness ever started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestor_harness_session_file: Option<String>,
+    /// `k`: the user messages of the view up to the fork point.
     pub user_messages_inherited: u32,
+    /// The text of the view's k-th user message: the harness's item `k - 1` must start with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inherited_user_text: Option<String>,
 }
 
 /// Messages the runner sends to the gateway.

@@ -7,14 +7,18 @@
 
 use std::path::{Path, PathBuf};
 
-use octo_core::command::{Command, SessionCreate};
-use octo_core::event::{RenameSource, SessionCreated, SessionDeleted, SessionRenamed};
+use octo_core::command::{Command, Fork, SessionCreate};
+use octo_core::event::{
+    RenameSource, SessionCreated, SessionDeleted, SessionForked, SessionRenamed,
+};
 use octo_core::frame::{Ack, AckStatus, CommandFrame};
 use octo_core::validate::{is_root, validate_command};
 use octo_core::{Error, ErrorCode, Event, Offset, SessionId, UserId};
 use octo_log::{AppendError, NewEntry, Receipt, SeqSpec};
 
 use crate::app::{App, ReadFailure};
+use crate::fork::fork_point;
+use crate::view::View;
 
 /// The harnesses this server offers.
 pub const HARNESSES: [&str; 1] = [octo_runner::pi::factory::PI_HARNESS];
@@ -48,12 +52,6 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
             Ok(ack) | Err(ack) => ack,
         };
     }
-    if matches!(frame.command, Command::Fork(_)) {
-        return rejected(
-            &frame,
-            Error::new(ErrorCode::Unsupported, "fork is not served yet").with_ref("fork"),
-        );
-    }
     let Some(session_id) = frame.session_id else {
         return rejected(
             &frame,
@@ -74,7 +72,7 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
                 &frame,
                 Error::new(
                     ErrorCode::Unsupported,
-                    "this session was written through hstry's API: it can be renamed, deleted or forked, not run",
+                    "this session was written through hstry's API: it can be renamed or deleted, not run or forked (no harness holds its context)",
                 )
                 .with_ref("read_only"),
             );
@@ -82,6 +80,11 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
         Ok(Some(_)) => {}
         Ok(None) => return rejected(&frame, not_found(&session_id)),
         Err(e) => return rejected(&frame, unavailable(e)),
+    }
+    if let Command::Fork(fork) = &frame.command {
+        return match fork_session(app, user_id, &frame, session_id, fork).await {
+            Ok(ack) | Err(ack) => ack,
+        };
     }
     if let Err(error) = check_state(app, &session_id, &frame.command).await {
         // A re-sent command whose effect already moved the state on is still a duplicate.
@@ -216,6 +219,147 @@ async fn create_session(
         .caused_by_command(),
     ];
     Ok(append(app, frame, session_id, batch).await)
+}
+
+/// A fork of `source` at `fork.at_offset` (PROTOCOL.md 9.2): the `fork` command in the source and
+/// `session.forked`, the new session's first entry, in one atomic append. The ack carries the new
+/// session's id, also when it repeats a duplicate.
+async fn fork_session(
+    app: &App,
+    user_id: &UserId,
+    frame: &CommandFrame,
+    source: SessionId,
+    fork: &Fork,
+) -> Result<Ack, Ack> {
+    // A re-sent fork is answered from the log before anything is checked again.
+    if let Some(ack) = duplicate_fork(app, user_id, frame).await? {
+        return Ok(ack);
+    }
+    let head = app.log.head();
+    if fork.at_offset > head {
+        return Err(rejected(
+            frame,
+            Error::new(
+                ErrorCode::InvalidOffset,
+                format!("at_offset {} is beyond the log head {head}", fork.at_offset),
+            )
+            .with_ref("at_offset"),
+        ));
+    }
+    let view = View::of(app, source).map_err(|e| rejected(frame, unavailable(e)))?;
+    let point = fork_point(app.log.as_ref(), &view, fork.at_offset)
+        .await
+        .map_err(|error| rejected(frame, error))?;
+    if !HARNESSES.contains(&point.harness.as_str()) {
+        return Err(rejected(
+            frame,
+            Error::new(
+                ErrorCode::Unsupported,
+                format!("the harness {:?} cannot fork here", point.harness),
+            )
+            .with_ref("fork"),
+        ));
+    }
+    let new_session_id = SessionId::new();
+    let command = Command::Fork(Fork {
+        new_session_id: Some(new_session_id),
+        ..fork.clone()
+    });
+    let forked = Event::SessionForked(SessionForked {
+        parent_session_id: source,
+        parent_offset: fork.at_offset,
+        harness: point.harness,
+        workspace: point.workspace,
+        model: point.model,
+        thinking_level: point.thinking_level,
+        title: fork.title.clone(),
+        user_messages_inherited: point.user_messages,
+        cause: Offset::ZERO,
+    });
+    let batch = vec![
+        NewEntry::command(
+            user_id.clone(),
+            source,
+            app.producer.clone(),
+            frame.command_id,
+            command,
+        ),
+        NewEntry::event(
+            user_id.clone(),
+            new_session_id,
+            app.producer.clone(),
+            SeqSpec::Next,
+            forked,
+        )
+        .caused_by_command(),
+    ];
+    let ack = append(app, frame, new_session_id, batch).await;
+    if ack.status == AckStatus::Duplicate {
+        // Appended concurrently under the same id: answer with the fork it made.
+        if let Some(ack) = duplicate_fork(app, user_id, frame).await? {
+            return Ok(ack);
+        }
+    }
+    Ok(ack)
+}
+
+/// The ack of a fork whose `command_id` is already in the log: `duplicate`, with the session that
+/// fork made (or `idempotency_conflict` when the id names another command).
+async fn duplicate_fork(
+    app: &App,
+    user_id: &UserId,
+    frame: &CommandFrame,
+) -> Result<Option<Ack>, Ack> {
+    let read_failed = |e: octo_log::ReadError| {
+        rejected(frame, unavailable(ReadFailure::Unavailable(e.to_string())))
+    };
+    let Some((offset, _)) = app
+        .log
+        .find_command(user_id.clone(), frame.command_id)
+        .await
+        .map_err(read_failed)?
+    else {
+        return Ok(None);
+    };
+    let batch = app
+        .log
+        .read(octo_log::ReadQuery {
+            filter: octo_log::LogFilter::user(user_id.clone()),
+            after: Offset::new(offset.get().saturating_sub(1)).unwrap_or(Offset::ZERO),
+            until: Some(offset),
+            limit: 1,
+        })
+        .await
+        .map_err(read_failed)?;
+    let original = batch.entries.first().map(|entry| &entry.body);
+    let same = |logged: &Command| logged.idempotency_view() == frame.command.idempotency_view();
+    match original {
+        Some(octo_core::Body::Command(
+            logged @ Command::Fork(Fork {
+                new_session_id: Some(new_session_id),
+                ..
+            }),
+        )) if same(logged) && Some(batch.entries[0].session_id) == frame.session_id => {
+            Ok(Some(Ack {
+                command_id: frame.command_id,
+                status: AckStatus::Duplicate,
+                offset: Some(offset),
+                session_id: Some(*new_session_id),
+                error: None,
+            }))
+        }
+        _ => Err(rejected(
+            frame,
+            Error::new(
+                ErrorCode::IdempotencyConflict,
+                format!(
+                    "command_id {} was used at offset {offset} for another command",
+                    frame.command_id
+                ),
+            )
+            .with_ref(frame.command_id.to_string()),
+        )),
+    }
 }
 
 /// The absolute workspace of `relative` under `root`: it must exist, be a directory, and stay

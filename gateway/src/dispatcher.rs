@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octo_core::event::{CommandFailed, HarnessExitReason, HarnessExited, RunFailed};
-use octo_core::runner::{RunnerCommand, SessionCtx};
+use octo_core::message::Role;
+use octo_core::runner::{ForkCtx, RunnerCommand, SessionCtx};
 use octo_core::{
-    Body, Command, Error, ErrorCode, Event, Kind, LogEntry, Offset, ProducerId, UserId,
+    Body, Command, Error, ErrorCode, Event, Kind, LogEntry, Message, Offset, ProducerId, UserId,
 };
 use octo_log::{AppendError, LogFilter, NewEntry, QueueBound, SeqSpec, Subscription};
+use octo_projections::history::History;
+use octo_projections::history::conversations::message_text;
 use octo_projections::sessions::{SessionRecord, Sessions};
 use octo_projections::ui_state::UiState;
 use octo_runner::harness::HarnessFactory;
@@ -37,7 +40,7 @@ pub fn runner_producer(user_id: &UserId) -> ProducerId {
 
 /// Whether the runner handles this command (4.2, "handled by ... R").
 fn for_runner(command: &Command) -> bool {
-    !matches!(command, Command::SessionRename(_) | Command::Fork(_))
+    !matches!(command, Command::SessionRename(_))
 }
 
 fn runner_lost(message: &str) -> Error {
@@ -117,19 +120,69 @@ pub async fn settle_at_startup(app: &App) -> anyhow::Result<usize> {
     Ok(unsettled.len())
 }
 
-/// What the runner needs to (re)start a session's harness.
-fn session_ctx(app: &App, record: &SessionRecord) -> SessionCtx {
+/// What the runner needs to (re)start the harness of `session_id` (whose record is `record`).
+/// A fork whose own harness never started gets its nearest ancestor's state (9.3).
+async fn session_ctx(
+    app: &App,
+    session_id: &octo_core::SessionId,
+    record: &SessionRecord,
+) -> anyhow::Result<SessionCtx> {
     let summary = &record.summary;
     let workspace_root = resolve_workspace(&app.workspaces_root, &summary.workspace)
         .unwrap_or_else(|_| app.workspaces_root.join(&summary.workspace));
-    SessionCtx {
+    let fork = match (&summary.parent, &record.harness_session_file) {
+        (Some(parent), None) => Some(fork_ctx(app, session_id, parent).await?),
+        _ => None,
+    };
+    Ok(SessionCtx {
         harness: summary.harness.clone(),
         workspace_root: workspace_root.display().to_string(),
         model: summary.model.clone(),
         thinking_level: record.thinking_level,
         harness_session_file: record.harness_session_file.clone(),
-        fork: None,
+        fork,
+    })
+}
+
+/// How a fork's harness starts from its ancestors': the nearest ancestor's harness session file,
+/// and the user messages of the view up to the fork point (from the `history` projection).
+async fn fork_ctx(
+    app: &App,
+    session_id: &octo_core::SessionId,
+    parent: &octo_core::frame::ParentRef,
+) -> anyhow::Result<ForkCtx> {
+    let mut ancestor_harness_session_file = None;
+    let mut at = Some(parent.session_id);
+    while let Some(ancestor) = at {
+        let Some(record) = Sessions::get(app.sessions.keyspace(), &ancestor)? else {
+            break;
+        };
+        if record.harness_session_file.is_some() {
+            ancestor_harness_session_file = record.harness_session_file;
+            break;
+        }
+        at = record.summary.parent.map(|parent| parent.session_id);
     }
+    app.history
+        .wait_for(app.log.head(), READ_YOUR_WRITES)
+        .await?;
+    let snapshot = app.store.snapshot();
+    let view = History::view(
+        &snapshot,
+        app.history.keyspace(),
+        app.sessions.keyspace(),
+        session_id,
+    )?;
+    let inherited_users: Vec<&Message> = view
+        .iter()
+        .filter(|(offset, message)| *offset <= parent.offset && message.role == Role::User)
+        .map(|(_, message)| message)
+        .collect();
+    Ok(ForkCtx {
+        ancestor_harness_session_file,
+        user_messages_inherited: u32::try_from(inherited_users.len()).unwrap_or(u32::MAX),
+        last_inherited_user_text: inherited_users.last().map(|message| message_text(message)),
+    })
 }
 
 /// Starts the dispatcher: commands after `after` go to `runner`, the runner's events to the log.
@@ -221,19 +274,24 @@ async fn deliver_one<F: HarnessFactory>(
     if !for_runner(command) {
         return Ok(());
     }
-    let Some(record) = app.session_record(&entry.session_id).await? else {
-        anyhow::bail!(
-            "session {} is not in the sessions projection",
-            entry.session_id
-        );
+    // A fork is the new session's first command: its harness starts from the source's.
+    let session_id = match command {
+        Command::Fork(fork) => match fork.new_session_id {
+            Some(new_session_id) => new_session_id,
+            None => anyhow::bail!("a fork at offset {} has no new_session_id", entry.offset),
+        },
+        _ => entry.session_id,
     };
-    let ctx = session_ctx(app, &record);
+    let Some(record) = app.session_record(&session_id).await? else {
+        anyhow::bail!("session {session_id} is not in the sessions projection");
+    };
+    let ctx = session_ctx(app, &session_id, &record).await?;
     runner
         .deliver(
             &entry.user_id,
             RunnerCommand {
                 offset: entry.offset,
-                session_id: entry.session_id,
+                session_id,
                 command_id,
                 body: command.clone(),
                 ctx,

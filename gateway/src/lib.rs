@@ -8,9 +8,11 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod dispatcher;
+pub mod fork;
 pub mod frames;
 pub mod server;
 pub mod users;
+pub mod view;
 pub mod ws;
 
 pub use config::ServeConfig;

@@ -7,7 +7,6 @@
 //! instead of growing memory (5.2).
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use octo_core::{
     ConnectionId, Encoding, Error, ErrorCode, LogEntry, Offset, ReqId, SessionId, UserId,
     validate_client_frame,
 };
-use octo_log::{LogFilter, ReadError, ReadQuery, Subscription, TypePattern};
+use octo_log::{LogFilter, ReadError, Subscription, TypePattern};
 use octo_projections::sessions::Sessions;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -39,6 +38,7 @@ use tokio_stream::StreamMap;
 use crate::auth::{authenticate, unauthorized};
 use crate::server::SharedApp;
 use crate::users::User;
+use crate::view::{EntryStream, View};
 
 /// Frames waiting for the socket. Small: subscriptions wait here, not in memory.
 pub const OUTBOUND_QUEUE_FRAMES: usize = 64;
@@ -58,9 +58,6 @@ enum Watch {
     Session(SessionId),
     Log(ReqId),
 }
-
-type EntryStream =
-    Pin<Box<dyn futures_util::Stream<Item = Result<Arc<LogEntry>, ReadError>> + Send>>;
 
 /// A subscription as a stream that ends after its first error.
 fn entry_stream(subscription: Subscription) -> EntryStream {
@@ -85,7 +82,7 @@ enum Outbound {
         watch: Watch,
         id: ReqId,
         subscribed: Box<ServerFrame>,
-        subscription: Box<Subscription>,
+        stream: EntryStream,
     },
     /// Stop a watched stream (no entry of it follows), then send `reply`.
     Unwatch {
@@ -217,13 +214,13 @@ impl Writer {
                 watch,
                 id,
                 subscribed,
-                subscription,
+                stream,
             } => {
                 // Replacing: the old stream is gone before the new `subscribed` is written.
                 self.streams.remove(&watch);
                 self.push_frame(&subscribed);
                 self.ids.insert(watch.clone(), id);
-                self.streams.insert(watch, entry_stream(*subscription));
+                self.streams.insert(watch, stream);
             }
             Outbound::Unwatch { watch, reply } => {
                 self.streams.remove(&watch);
@@ -637,8 +634,11 @@ impl Connection {
         if !self.watching.contains(&watch) {
             self.room_for_one_more()?;
         }
-        let subscription = self.subscription(LogFilter::session(session_id), after)?;
-        // The view's head once the subscription listens: everything above it comes live.
+        let view = View::of(&self.app, session_id).map_err(unavailable)?;
+        let own = self.subscription(LogFilter::session(session_id), after)?;
+        let stream = view.stream(Arc::clone(&self.app.log), after, own);
+        // The view's head once the subscription listens: everything above it comes live. A
+        // view's newest entry is always its own (a fork starts with `session.forked`).
         let head = self
             .app
             .log
@@ -650,17 +650,17 @@ impl Connection {
             session_id,
             head,
         }));
-        self.watch(watch, id, subscribed, subscription).await;
+        self.watch(watch, id, subscribed, stream).await;
         Ok(())
     }
 
-    /// Hands a subscription to the writer, which sends `subscribed` and then its entries.
+    /// Hands a stream to the writer, which sends `subscribed` and then its entries.
     async fn watch(
         &mut self,
         watch: Watch,
         id: ReqId,
         subscribed: ServerFrame,
-        subscription: Subscription,
+        stream: EntryStream,
     ) {
         self.watching.insert(watch.clone());
         let _ = self
@@ -669,7 +669,7 @@ impl Connection {
                 watch,
                 id,
                 subscribed: Box::new(subscribed),
-                subscription: Box::new(subscription),
+                stream,
             })
             .await;
     }
@@ -737,7 +737,7 @@ impl Connection {
             id: subscribe.id.clone(),
             head: Some(self.app.log.head()),
         }));
-        self.watch(watch, subscribe.id, subscribed, subscription)
+        self.watch(watch, subscribe.id, subscribed, entry_stream(subscription))
             .await;
         Ok(())
     }
@@ -792,15 +792,9 @@ impl Connection {
         let after = after.unwrap_or(Offset::ZERO);
         self.check_after(after)?;
         let limit = limit.unwrap_or(octo_core::limits::REPLAY_LIMIT_DEFAULT) as usize;
-        let batch = self
-            .app
-            .log
-            .read(ReadQuery {
-                filter: LogFilter::session(session_id),
-                after,
-                until,
-                limit,
-            })
+        let view = View::of(&self.app, session_id).map_err(unavailable)?;
+        let batch = view
+            .read(self.app.log.as_ref(), after, until, limit)
             .await
             .map_err(unavailable)?;
         // Stop before the frame would pass the outbound limit, with at least one entry.

@@ -128,7 +128,7 @@ impl<F: HarnessFactory> LocalRunner<F> {
 fn start_failed(command: &RunnerCommand, message: String) -> Vec<Event> {
     let error = Error::new(ErrorCode::HarnessStartFailed, message);
     let mut events = Vec::with_capacity(2);
-    if !command.body.mints_session() {
+    if !command.body.starts_harness() {
         events.push(Event::CommandFailed(CommandFailed {
             command_id: command.command_id,
             error: error.clone(),

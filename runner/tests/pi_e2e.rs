@@ -139,7 +139,10 @@ fn pi_config(dir: &Path, port: u16, provider: &str, model_id: &str) -> PiConfig 
         home: home.clone(),
         provider: provider.into(),
         model_id: model_id.into(),
+        thinking_level: None,
         session_file: None,
+        pin_model: true,
+        fork: None,
         sandbox: SandboxPolicy::from_user_file(
             &SandboxFile {
                 profile: Some(Profile::Development),

@@ -1511,7 +1511,7 @@ fn session_ctx() -> impl Strategy<Value = SessionCtx> {
         option::of(model_ref()),
         option::of(thinking_level()),
         opt_text(),
-        option::of((text(), any::<u32>())),
+        option::of((opt_text(), any::<u32>())),
     )
         .prop_map(
             |(harness, workspace_root, model, thinking_level, harness_session_file, fork)| {
@@ -1523,6 +1523,9 @@ fn session_ctx() -> impl Strategy<Value = SessionCtx> {
                     harness_session_file,
                     fork: fork.map(|(ancestor_harness_session_file, user_messages_inherited)| {
                         ForkCtx {
+                            last_inherited_user_text: ancestor_harness_session_file
+                                .as_ref()
+                                .map(|file| format!("text of {file}")),
                             ancestor_harness_session_file,
                             user_messages_inherited,
                         }

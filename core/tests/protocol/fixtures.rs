@@ -900,8 +900,9 @@ fn ctx() -> SessionCtx {
         thinking_level: Some(ThinkingLevel::Off),
         harness_session_file: Some("/pi/sessions/a.jsonl".into()),
         fork: Some(ForkCtx {
-            ancestor_harness_session_file: "/pi/sessions/parent.jsonl".into(),
+            ancestor_harness_session_file: Some("/pi/sessions/parent.jsonl".into()),
             user_messages_inherited: 1,
+            last_inherited_user_text: Some("Run the check.".into()),
         }),
     }
 }

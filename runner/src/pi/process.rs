@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use octo_core::message::ThinkingLevel;
+use octo_core::runner::ForkCtx;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -37,8 +39,14 @@ pub struct PiConfig {
     pub home: PathBuf,
     pub provider: String,
     pub model_id: String,
+    pub thinking_level: Option<ThinkingLevel>,
     /// Resume this session file.
     pub session_file: Option<PathBuf>,
+    /// Pass `--provider`/`--model`. Off when pi opens an ancestor's session file to fork it:
+    /// that file must get no new entries (PROTOCOL.md 9.3).
+    pub pin_model: bool,
+    /// How to start from an ancestor's state when the session has no file of its own (a fork).
+    pub fork: Option<ForkCtx>,
     pub sandbox: SandboxPolicy,
     /// Environment passed through (PATH, provider API keys).
     pub env: Vec<(String, String)>,
@@ -56,6 +64,13 @@ pub enum SpawnError {
     /// Stop: bwrap or pi could not be executed.
     #[error("cannot start pi under bwrap: {0}")]
     Io(#[from] std::io::Error),
+    /// The ancestor's harness state a fork needs is gone or does not match the view
+    /// (`harness_state_missing`).
+    #[error("{0}")]
+    StateMissing(String),
+    /// pi refused a command of its start sequence.
+    #[error("pi refused {command}: {message}")]
+    Refused { command: String, message: String },
 }
 
 /// A running pi.
@@ -93,15 +108,12 @@ impl PiConfig {
         line.push("1".into());
         line.push("--".into());
         line.push(self.pi_bin.clone().into());
-        for arg in [
-            "--mode",
-            "rpc",
-            "--provider",
-            &self.provider,
-            "--model",
-            &self.model_id,
-        ] {
-            line.push(arg.into());
+        line.push("--mode".into());
+        line.push("rpc".into());
+        if self.pin_model {
+            for arg in ["--provider", &self.provider, "--model", &self.model_id] {
+                line.push(arg.into());
+            }
         }
         match &self.session_file {
             Some(file) => {

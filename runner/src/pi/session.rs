@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use octo_core::command::Command;
-use octo_core::event::{CommandFailed, HarnessExitReason, HarnessExited, HarnessStarted};
+use octo_core::event::{
+    CommandFailed, ForkedFrom, HarnessExitReason, HarnessExited, HarnessStarted,
+};
+use octo_core::runner::ForkCtx;
 use octo_core::{Error, ErrorCode, Event, ModelRef, Ms, Offset};
 use serde_json::{Value, json};
 
@@ -118,7 +121,8 @@ impl PiSession {
         self.process.is_some()
     }
 
-    /// Starts pi (resuming its session file if it has one) and returns `harness.started`.
+    /// Starts pi (resuming its session file if it has one, else forking its nearest ancestor's
+    /// when the session is a fork) and returns `harness.started`.
     async fn start(&mut self, cause: Option<Offset>) -> Result<Event, SpawnError> {
         let resumed = self
             .config
@@ -128,22 +132,30 @@ impl PiSession {
         if !resumed {
             self.config.session_file = None;
         }
-        let mut process = PiProcess::spawn(&self.config)?;
-        process
-            .send(&json!({"id": "q0", "type": "get_state"}))
-            .await?;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let state = loop {
-            let record = tokio::time::timeout_at(deadline, process.next_record())
-                .await
-                .map_err(|_| std::io::Error::other("pi did not answer get_state in time"))?
-                .ok_or_else(|| {
-                    std::io::Error::other(format!("pi exited at start: {}", process.stderr_tail()))
-                })?;
-            if let Record::Value(value) = record
-                && value["id"] == "q0"
-            {
-                break value["data"].clone();
+        let fork = self
+            .config
+            .fork
+            .clone()
+            .filter(|fork| !resumed && fork.user_messages_inherited > 0);
+        let (mut process, forked_from) = match fork {
+            Some(fork) => {
+                let mut process = PiProcess::spawn(&self.forking_config(&fork)?)?;
+                match fork_on_pi(&mut process, &fork, &self.config, deadline).await {
+                    Ok(forked_from) => (process, Some(forked_from)),
+                    Err(e) => {
+                        let _ = process.kill().await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => (PiProcess::spawn(&self.config)?, None),
+        };
+        let state = match call(&mut process, json!({"type": "get_state"}), deadline).await {
+            Ok(state) => state,
+            Err(e) => {
+                let _ = process.kill().await;
+                return Err(e);
             }
         };
         let session_file = state["sessionFile"].as_str().map(PathBuf::from);
@@ -160,14 +172,37 @@ impl PiSession {
             harness_session_id: state["sessionId"].as_str().unwrap_or_default().to_owned(),
             harness_session_file: session_file.map(|file| file.display().to_string()),
             resumed,
-            forked_from: None,
+            forked_from,
             model: Some(ModelRef {
                 provider: self.config.provider.clone(),
                 model_id: self.config.model_id.clone(),
             }),
-            thinking_level: None,
+            thinking_level: self.config.thinking_level,
             cause,
         }))
+    }
+
+    /// pi opened on the nearest ancestor's session file, without `--provider`/`--model`, so that
+    /// file gets no new entries (9.3, step 1).
+    fn forking_config(&self, fork: &ForkCtx) -> Result<PiConfig, SpawnError> {
+        let missing = |why: &str| {
+            SpawnError::StateMissing(format!(
+                "cannot start the fork from its ancestor's pi session: {why}"
+            ))
+        };
+        let file = fork
+            .ancestor_harness_session_file
+            .as_ref()
+            .map(PathBuf::from)
+            .ok_or_else(|| missing("no ancestor's pi ever started"))?;
+        if !file.is_file() {
+            return Err(missing(&format!("{} does not exist", file.display())));
+        }
+        Ok(PiConfig {
+            session_file: Some(file),
+            pin_model: false,
+            ..self.config.clone()
+        })
     }
 
     /// Delivers a command, starting pi first if it is not running. Returns the events that
@@ -291,14 +326,140 @@ impl PiSession {
     }
 }
 
+/// Sends `command` to pi with a fresh id and returns the `data` of its response.
+///
+/// # Errors
+/// [`SpawnError::Refused`] when pi answers `success: false`; [`SpawnError::Io`] when pi exits or
+/// does not answer by `deadline`.
+async fn call(
+    process: &mut PiProcess,
+    mut command: Value,
+    deadline: tokio::time::Instant,
+) -> Result<Value, SpawnError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!(
+        "q{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let name = command["type"].as_str().unwrap_or_default().to_owned();
+    command["id"] = Value::from(id.as_str());
+    process.send(&command).await?;
+    loop {
+        let record = tokio::time::timeout_at(deadline, process.next_record())
+            .await
+            .map_err(|_| std::io::Error::other(format!("pi did not answer {name} in time")))?
+            .ok_or_else(|| {
+                std::io::Error::other(format!("pi exited at start: {}", process.stderr_tail()))
+            })?;
+        if let Record::Value(value) = record
+            && value["id"] == id.as_str()
+        {
+            if value["success"] == false {
+                return Err(SpawnError::Refused {
+                    command: name,
+                    message: value["error"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                        .to_owned(),
+                });
+            }
+            return Ok(value["data"].clone());
+        }
+    }
+}
+
+/// Steps 2 and 3 of PROTOCOL.md 9.3 on a pi opened on the ancestor's file: cut its user messages
+/// after the `k`-th (`fork`), or keep them all (`clone`), into a new file, then set the inherited
+/// model. Returns where the fork started from.
+async fn fork_on_pi(
+    process: &mut PiProcess,
+    fork: &ForkCtx,
+    config: &PiConfig,
+    deadline: tokio::time::Instant,
+) -> Result<ForkedFrom, SpawnError> {
+    let ancestor = fork
+        .ancestor_harness_session_file
+        .clone()
+        .unwrap_or_default();
+    let listed = call(process, json!({"type": "get_fork_messages"}), deadline).await?;
+    let messages = listed["messages"].as_array().cloned().unwrap_or_default();
+    let k = fork.user_messages_inherited as usize;
+    let missing = |why: String| SpawnError::StateMissing(why);
+    if messages.len() < k {
+        return Err(missing(format!(
+            "{ancestor} holds {} user messages; the fork inherits {k}",
+            messages.len()
+        )));
+    }
+    if let (Some(expected), Some(item)) = (&fork.last_inherited_user_text, messages.get(k - 1)) {
+        let text = item["text"].as_str().unwrap_or_default();
+        if !text.starts_with(expected.as_str()) {
+            return Err(missing(format!(
+                "user message {k} of {ancestor} is not the view's: {text:?}"
+            )));
+        }
+    }
+    let entry_id = match messages.get(k) {
+        Some(next) => {
+            let entry_id = next["entryId"].as_str().unwrap_or_default().to_owned();
+            let answer = call(
+                process,
+                json!({"type": "fork", "entryId": entry_id}),
+                deadline,
+            )
+            .await?;
+            if answer["cancelled"] == true {
+                return Err(SpawnError::Refused {
+                    command: "fork".into(),
+                    message: "cancelled".into(),
+                });
+            }
+            Some(entry_id)
+        }
+        None => {
+            let answer = call(process, json!({"type": "clone"}), deadline).await?;
+            if answer["cancelled"] == true {
+                return Err(SpawnError::Refused {
+                    command: "clone".into(),
+                    message: "cancelled".into(),
+                });
+            }
+            None
+        }
+    };
+    call(
+        process,
+        json!({"type": "set_model", "provider": config.provider, "modelId": config.model_id}),
+        deadline,
+    )
+    .await?;
+    if let Some(level) = config.thinking_level {
+        // A model without reasoning keeps "off"; that is no reason to fail the fork.
+        let _ = call(
+            process,
+            json!({"type": "set_thinking_level", "level": level}),
+            deadline,
+        )
+        .await;
+    }
+    Ok(ForkedFrom {
+        harness_session_file: ancestor,
+        entry_id,
+    })
+}
+
 impl Harness for PiSession {
     async fn deliver(&mut self, delivered: Delivered) -> Vec<Event> {
         let (offset, command_id) = (delivered.offset, delivered.command_id);
-        let creates = delivered.command.mints_session();
+        let creates = delivered.command.starts_harness();
         match self.try_deliver(delivered).await {
             Ok(events) => events,
             Err(e) => {
-                let error = Error::new(ErrorCode::HarnessStartFailed, e.to_string());
+                let code = match e {
+                    SpawnError::StateMissing(_) => ErrorCode::HarnessStateMissing,
+                    _ => ErrorCode::HarnessStartFailed,
+                };
+                let error = Error::new(code, e.to_string());
                 let mut events = Vec::with_capacity(2);
                 if !creates {
                     events.push(Event::CommandFailed(CommandFailed {

@@ -18,6 +18,11 @@ cargo nextest --version | head -n 1
 
 source scripts/setup.sh
 
+step "test clients (project-local, pinned)"
+if [ ! -d gateway/tests/graphql/node_modules/graphql-ws ] || [ gateway/tests/graphql/package-lock.json -nt gateway/tests/graphql/node_modules/.package-lock.json ]; then
+  npm ci --prefix gateway/tests/graphql --no-audit --no-fund --loglevel=error
+fi
+
 step "format"
 cargo fmt --all -- --check
 

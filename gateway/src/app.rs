@@ -11,6 +11,7 @@ use octo_core::{FieldLimits, Offset, ProducerId, SessionId, UserId};
 use octo_log::{EventLog, QueueBound};
 use octo_projections::analytics::Analytics;
 use octo_projections::history::History;
+use octo_projections::search::Searcher;
 use octo_projections::sessions::{SessionRecord, Sessions};
 use octo_projections::ui_state::{SessionUi, UiState};
 use octo_projections::{ProjectionHandle, ProjectionStore};
@@ -27,6 +28,7 @@ pub struct App {
     pub ui: ProjectionHandle<UiState>,
     pub history: Arc<ProjectionHandle<History>>,
     pub analytics: Arc<ProjectionHandle<Analytics>>,
+    pub searcher: Searcher,
     /// The projections' store, for reads that must be consistent across them.
     pub store: ProjectionStore,
     pub users: UserStore,
@@ -65,6 +67,7 @@ impl App {
         ui: ProjectionHandle<UiState>,
         history: Arc<ProjectionHandle<History>>,
         analytics: Arc<ProjectionHandle<Analytics>>,
+        searcher: Searcher,
         store: ProjectionStore,
         users: UserStore,
         producer: ProducerId,
@@ -85,6 +88,7 @@ impl App {
             ui,
             history,
             analytics,
+            searcher,
             store,
             users,
             producer,
@@ -177,6 +181,49 @@ impl App {
 }
 
 impl App {
+    /// [`App::snapshot`] once the projections have applied at least `at` (default: the log's
+    /// head), so a snapshot reads the caller's own writes.
+    ///
+    /// # Errors
+    /// `invalid_offset` (ref `at`) beyond the head; as [`App::snapshot`].
+    pub async fn snapshot_at(
+        &self,
+        id: octo_core::ReqId,
+        session_id: SessionId,
+        at: Option<Offset>,
+        before: Option<Offset>,
+    ) -> Result<octo_core::frame::SnapshotResult, octo_core::Error> {
+        use octo_core::{Error, ErrorCode};
+        let head = self.log.head();
+        let at = match at {
+            Some(at) if at > head => {
+                return Err(Error::new(
+                    ErrorCode::InvalidOffset,
+                    format!("at {at} is beyond the log head {head}"),
+                )
+                .with_ref("at"));
+            }
+            Some(at) => at,
+            None => head,
+        };
+        let unavailable = |e: octo_projections::WaitError| {
+            Error::new(ErrorCode::Unavailable, format!("{e}; retry"))
+        };
+        self.history
+            .wait_for(at, READ_YOUR_WRITES)
+            .await
+            .map_err(unavailable)?;
+        self.ui
+            .wait_for(at, READ_YOUR_WRITES)
+            .await
+            .map_err(unavailable)?;
+        self.sessions
+            .wait_for(at, READ_YOUR_WRITES)
+            .await
+            .map_err(unavailable)?;
+        self.snapshot(id, session_id, before)
+    }
+
     /// The materialised session for `snapshot` (PROTOCOL.md 5.5): completed messages (the newest
     /// 200 below `before`), the open run with its draft, and the summary, from one consistent read
     /// of the projections. `as_of` is the `history` projection's applied offset in that read: the

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod dispatcher;
 pub mod fork;
 pub mod frames;
+pub mod graphql;
+pub mod listing;
 pub mod server;
 pub mod users;
 pub mod view;

@@ -317,6 +317,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         ui,
         history,
         analytics,
+        searcher,
         store,
         users,
         producer,
@@ -353,7 +354,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             "/api/health",
             get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
         )
-        .with_state(Arc::clone(&app));
+        .with_state(Arc::clone(&app))
+        .merge(crate::graphql::router(Arc::clone(&app)));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Frames are small and latency matters: no Nagle delay behind an unacknowledged segment.

@@ -36,6 +36,20 @@ pub struct View {
 pub type EntryStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<Arc<LogEntry>, ReadError>> + Send>>;
 
+/// A subscription as a stream that ends after its first error.
+pub fn subscription_stream(subscription: Subscription) -> EntryStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(subscription),
+        |state| async move {
+            let mut subscription = state?;
+            match subscription.next().await {
+                Ok(entry) => Some((Ok(entry), Some(subscription))),
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
 impl View {
     /// The view of `session_id`, from the sessions projection's fork tree.
     ///

@@ -29,7 +29,6 @@ use octo_core::{
     validate_client_frame,
 };
 use octo_log::{LogFilter, ReadError, Subscription, TypePattern};
-use octo_projections::sessions::Sessions;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -49,28 +48,11 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// See [`PING_EVERY`].
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Between two pushes of the sessions listing: at most one summary per session per 250 ms.
-const SUMMARY_PACE: Duration = Duration::from_millis(250);
-
 /// A stream of entries the writer polls: a session's view, or the user's log tail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Watch {
     Session(SessionId),
     Log(ReqId),
-}
-
-/// A subscription as a stream that ends after its first error.
-fn entry_stream(subscription: Subscription) -> EntryStream {
-    Box::pin(futures_util::stream::unfold(
-        Some(subscription),
-        |state| async move {
-            let mut subscription = state?;
-            match subscription.next().await {
-                Ok(entry) => Some((Ok(entry), Some(subscription))),
-                Err(e) => Some((Err(e), None)),
-            }
-        },
-    ))
 }
 
 /// What the writer task does next.
@@ -737,44 +719,23 @@ impl Connection {
             id: subscribe.id.clone(),
             head: Some(self.app.log.head()),
         }));
-        self.watch(watch, subscribe.id, subscribed, entry_stream(subscription))
-            .await;
+        self.watch(
+            watch,
+            subscribe.id,
+            subscribed,
+            crate::view::subscription_stream(subscription),
+        )
+        .await;
         Ok(())
     }
 
     async fn snapshot(&self, request: octo_core::frame::Snapshot) -> Result<(), Error> {
         self.check_owned(&request.session_id).await?;
         // `at` is a floor: the snapshot is as of at least that offset (read your writes).
-        let at = match request.at {
-            Some(at) => {
-                let head = self.app.log.head();
-                if at > head {
-                    return Err(Error::new(
-                        ErrorCode::InvalidOffset,
-                        format!("at {at} is beyond the log head {head}"),
-                    )
-                    .with_ref("at"));
-                }
-                at
-            }
-            None => self.app.log.head(),
-        };
-        for projection in [
-            self.app
-                .history
-                .wait_for(at, crate::app::READ_YOUR_WRITES)
-                .await,
-            self.app.ui.wait_for(at, crate::app::READ_YOUR_WRITES).await,
-            self.app
-                .sessions
-                .wait_for(at, crate::app::READ_YOUR_WRITES)
-                .await,
-        ] {
-            projection.map_err(unavailable)?;
-        }
         let result = self
             .app
-            .snapshot(request.id, request.session_id, request.before)?;
+            .snapshot_at(request.id, request.session_id, request.at, request.before)
+            .await?;
         self.send(agent(AgentServerFrame::SnapshotResult(result)))
             .await;
         Ok(())
@@ -834,7 +795,7 @@ fn is_capacity(error: &axum::Error) -> bool {
 }
 
 /// The sessions listing (5.3): the summaries changed after `after` in chunks, then each later
-/// change, re-queried from the projection at most every 250 ms (the newest summary wins).
+/// change as it comes ([`crate::listing::changes`]).
 async fn stream_listing(
     app: SharedApp,
     out: mpsc::Sender<Outbound>,
@@ -856,19 +817,11 @@ async fn stream_listing(
         }
     };
     let head = app.log.head();
-    if let Err(e) = app
-        .sessions
-        .wait_for(head, crate::app::READ_YOUR_WRITES)
-        .await
-    {
-        return fail(unavailable(e)).await;
-    }
-    let items = match Sessions::changed_since(app.sessions.keyspace(), &user_id, after, usize::MAX)
-    {
+    let items = match crate::listing::changed_since(&app, &user_id, after).await {
         Ok(items) => items,
-        Err(e) => return fail(unavailable(e)).await,
+        Err(e) => return fail(e).await,
     };
-    let mut cursor = items
+    let cursor = items
         .iter()
         .map(|summary| summary.updated_offset)
         .fold(after, Offset::max);
@@ -889,31 +842,11 @@ async fn stream_listing(
             return;
         }
     }
-    loop {
-        let applied = app.sessions.applied();
-        match app
-            .sessions
-            .wait_for(applied.successor(), Duration::from_secs(3600))
-            .await
-        {
-            Ok(()) => {}
-            Err(octo_projections::WaitError::Timeout { .. }) => continue,
-            Err(e) => return fail(unavailable(e)).await,
-        }
-        tokio::time::sleep(SUMMARY_PACE).await;
-        loop {
-            let changed = match Sessions::changed_since(
-                app.sessions.keyspace(),
-                &user_id,
-                cursor,
-                SESSIONS_CHUNK_ITEMS_MAX,
-            ) {
-                Ok(changed) => changed,
-                Err(e) => return fail(unavailable(e)).await,
-            };
-            let full = changed.len() == SESSIONS_CHUNK_ITEMS_MAX;
-            for summary in changed {
-                cursor = cursor.max(summary.updated_offset);
+    let changes = crate::listing::changes(Arc::clone(&app), user_id, cursor);
+    futures_util::pin_mut!(changes);
+    while let Some(change) = changes.next().await {
+        match change {
+            Ok(summary) => {
                 let frame = agent(AgentServerFrame::SessionSummary(SessionSummaryFrame {
                     summary,
                 }));
@@ -921,9 +854,7 @@ async fn stream_listing(
                     return;
                 }
             }
-            if !full {
-                break;
-            }
+            Err(e) => return fail(e).await,
         }
     }
 }

@@ -437,6 +437,50 @@ impl Sessions {
             .filter(|record| &record.owner == user_id && !record.summary.deleted))
     }
 
+    /// The user's live sessions, most recently updated first, strictly below the listing position
+    /// `before` (`(updated_offset, session_id)` of the last one seen; `None`: from the newest), at
+    /// most `limit`, those that `keep` accepts. Deleted sessions are skipped.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn newest_first(
+        keyspace: &Keyspace,
+        user_id: &UserId,
+        before: Option<(Offset, SessionId)>,
+        limit: usize,
+        mut keep: impl FnMut(&SessionRecord) -> bool,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let prefix = listing_prefix(user_id);
+        let from = prefix.clone();
+        let to = match before {
+            Some((offset, session_id)) => listing_key(user_id, offset, &session_id),
+            None => {
+                let mut to = prefix;
+                to.extend_from_slice(&[0xff; 25]);
+                to
+            }
+        };
+        let mut summaries = Vec::new();
+        for guard in keyspace.range(from..to).rev() {
+            if summaries.len() >= limit {
+                break;
+            }
+            let key = guard.key().map_err(storage)?;
+            let session_bytes: [u8; 16] = key
+                .get(key.len().saturating_sub(16)..)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| storage("listing key too short"))?;
+            let session_id = SessionId::from_bytes(session_bytes).map_err(storage)?;
+            if let Some(record) = Self::get(keyspace, &session_id)?
+                && !record.summary.deleted
+                && keep(&record)
+            {
+                summaries.push(record.summary);
+            }
+        }
+        Ok(summaries)
+    }
+
     /// The user's sessions whose summary changed after `after`, ordered by `updated_offset`, at
     /// most `limit` (deleted ones included, flagged, so listings can drop them).
     ///

@@ -48,7 +48,7 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
         return rejected(&frame, e.to_error());
     }
     if let Command::SessionCreate(create) = &frame.command {
-        return match create_session(app, user_id, &frame, create).await {
+        return match create_session(app, user_id, &frame, create, None).await {
             Ok(ack) | Err(ack) => ack,
         };
     }
@@ -175,6 +175,7 @@ async fn create_session(
     user_id: &UserId,
     frame: &CommandFrame,
     create: &SessionCreate,
+    rerun_of: Option<SessionId>,
 ) -> Result<Ack, Ack> {
     if !HARNESSES.contains(&create.harness.as_str()) {
         return Err(rejected(
@@ -198,7 +199,7 @@ async fn create_session(
         model: create.model.clone(),
         thinking_level: create.thinking_level,
         title: create.title.clone(),
-        rerun_of: None,
+        rerun_of,
         cause: Offset::ZERO,
     });
     let batch = vec![
@@ -219,6 +220,55 @@ async fn create_session(
         .caused_by_command(),
     ];
     Ok(append(app, frame, session_id, batch).await)
+}
+
+/// `rerun`: a new session like `source` (its harness and workspace) on `model` (default: the
+/// source's), whose `session.created` records `rerun_of`; the rerun driver ([`crate::rerun`])
+/// then sends it the source's prompts one after another. The command logged is the
+/// `session.create` it amounts to, so a re-sent `command_id` is a duplicate like any create.
+pub async fn rerun(
+    app: &App,
+    user_id: &UserId,
+    command_id: octo_core::CommandId,
+    source: SessionId,
+    model: Option<octo_core::ModelRef>,
+    title: Option<String>,
+) -> Ack {
+    let record = match app.owned_session(user_id, &source).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ack::rejected(command_id, not_found(&source)),
+        Err(e) => return Ack::rejected(command_id, unavailable(e)),
+    };
+    if record.read_only {
+        return Ack::rejected(
+            command_id,
+            Error::new(
+                ErrorCode::Unsupported,
+                "this session was written through hstry's API: it has no prompts to run again",
+            )
+            .with_ref("read_only"),
+        );
+    }
+    let summary = record.summary;
+    let title = title.or_else(|| summary.title.as_ref().map(|t| format!("Rerun of {t}")));
+    let create = SessionCreate {
+        harness: summary.harness,
+        workspace: summary.workspace,
+        model: model.or(summary.model),
+        thinking_level: record.thinking_level,
+        title: title.map(|t| t.chars().take(200).collect()),
+    };
+    let frame = CommandFrame {
+        command: Command::SessionCreate(create.clone()),
+        command_id,
+        session_id: None,
+    };
+    if let Err(e) = validate_command(&frame.command, &app.field_limits) {
+        return rejected(&frame, e.to_error());
+    }
+    match create_session(app, user_id, &frame, &create, Some(source)).await {
+        Ok(ack) | Err(ack) => ack,
+    }
 }
 
 /// A fork of `source` at `fork.at_offset` (PROTOCOL.md 9.2): the `fork` command in the source and

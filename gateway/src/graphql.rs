@@ -1390,6 +1390,36 @@ impl MutationRoot {
         command(ctx, &command_id, Some(&session_id), body).await
     }
 
+    /// A new session like `sessionId` (same harness and workspace) on `model` (default: the
+    /// source's), whose prompts are the source's prompts, sent one after another as each run
+    /// ends. Its `session.created` records `rerun_of`; the ack names the new session.
+    async fn rerun(
+        &self,
+        ctx: &Context<'_>,
+        command_id: ID,
+        session_id: ID,
+        model: Option<Model>,
+        title: Option<String>,
+    ) -> async_graphql::Result<AckValue> {
+        let user = user(ctx)?;
+        let command_id = command_id.parse::<octo_core::CommandId>().map_err(|_| {
+            protocol_error(
+                octo_core::Error::new(ErrorCode::InvalidId, "commandId is not a UUIDv7")
+                    .with_ref("command_id"),
+            )
+        })?;
+        let source = self::session_id(&session_id, "sessionId")?;
+        let model = model.map(|model| octo_core::ModelRef {
+            provider: model.provider,
+            model_id: model.model_id,
+        });
+        Ok(
+            crate::commands::rerun(app(ctx), &user.id, command_id, source, model, title)
+                .await
+                .into(),
+        )
+    }
+
     /// Answers an extension's input request with exactly one of `value`, `confirmed`,
     /// `cancelled`.
     #[allow(clippy::too_many_arguments)]

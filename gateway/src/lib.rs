@@ -12,6 +12,7 @@ pub mod fork;
 pub mod frames;
 pub mod graphql;
 pub mod listing;
+pub mod rerun;
 pub mod server;
 pub mod users;
 pub mod view;

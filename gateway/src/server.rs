@@ -41,6 +41,8 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     serve: Option<tokio::task::JoinHandle<()>>,
     dispatcher: Option<crate::dispatcher::Dispatcher>,
+    /// The rerun driver (aborted on shutdown: it keeps no state, the log has it all).
+    reruns: tokio::task::JoinHandle<()>,
     demo: Option<Demo>,
     hstry: Option<octo_hstry::HstryServer>,
 }
@@ -98,6 +100,7 @@ impl Server {
         {
             serve.abort();
         }
+        self.reruns.abort();
         if let Some(dispatcher) = &self.dispatcher {
             dispatcher.stop_delivering();
         }
@@ -125,6 +128,7 @@ impl Drop for Server {
         if let Some(serve) = &self.serve {
             serve.abort();
         }
+        self.reruns.abort();
     }
 }
 
@@ -346,6 +350,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let dispatcher =
         crate::dispatcher::spawn(Arc::clone(&app), Arc::clone(&runner), events, log.head())?;
 
+    let reruns = crate::rerun::spawn(Arc::clone(&app))?;
+
     let router = Router::new()
         .route("/api/ws", get(crate::ws::upgrade))
         .route("/api/login", post(crate::auth::login))
@@ -386,6 +392,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         shutdown: Some(shutdown),
         serve: Some(serve),
         dispatcher: Some(dispatcher),
+        reruns,
         demo,
         hstry,
     })

@@ -136,6 +136,8 @@ impl View {
             page.entries.extend(batch.entries);
             page.scanned_through = page.scanned_through.max(batch.scanned_through);
             if !batch.reached_end || page.entries.len() >= limit {
+                // A full page that ends exactly at `until` has exhausted the range.
+                page.reached_end = until.is_some_and(|end| page.scanned_through >= end);
                 return Ok(page);
             }
             // This segment is done up to its end: the next starts after it.

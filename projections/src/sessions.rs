@@ -42,6 +42,9 @@ pub struct SessionRecord {
     /// only renamed, deleted or forked through commands.
     #[serde(default)]
     pub read_only: bool,
+    /// The source session of a `rerun` (its `session.created.rerun_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<SessionId>,
 }
 
 /// The `sessions` fold.
@@ -144,7 +147,7 @@ fn new_summary(
 
 impl Projection for Sessions {
     const NAME: &'static str = "sessions";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         let Body::Event(event) = &entry.body else {
@@ -166,6 +169,7 @@ impl Projection for Sessions {
                 inherited_messages: 0,
                 preview_offset: None,
                 read_only: false,
+                rerun_of: created.rerun_of,
             },
             Event::SessionForked(forked) => {
                 let mut record = SessionRecord {
@@ -182,6 +186,7 @@ impl Projection for Sessions {
                     inherited_messages: 0,
                     preview_offset: None,
                     read_only: false,
+                    rerun_of: None,
                 };
                 record.summary.parent = Some(ParentRef {
                     session_id: forked.parent_session_id,
@@ -241,6 +246,7 @@ impl Projection for Sessions {
                         inherited_messages: 0,
                         preview_offset: None,
                         read_only: true,
+                        rerun_of: None,
                     },
                 }
             }
@@ -435,6 +441,26 @@ impl Sessions {
     ) -> Result<Option<SessionRecord>, StoreError> {
         Ok(Self::get(keyspace, session_id)?
             .filter(|record| &record.owner == user_id && !record.summary.deleted))
+    }
+
+    /// Every session made by `rerun` (deleted ones included), for the rerun driver at startup.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn reruns(keyspace: &Keyspace) -> Result<Vec<(SessionId, SessionRecord)>, StoreError> {
+        let mut reruns = Vec::new();
+        for guard in keyspace.prefix([b's']) {
+            let (key, value) = guard.into_inner().map_err(storage)?;
+            let record = decode_record(&value)?;
+            if record.rerun_of.is_some() {
+                let id: [u8; 16] = key
+                    .get(1..17)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| storage("a record key is not 17 bytes"))?;
+                reruns.push((SessionId::from_bytes(id).map_err(storage)?, record));
+            }
+        }
+        Ok(reruns)
     }
 
     /// The user's live sessions, most recently updated first, strictly below the listing position

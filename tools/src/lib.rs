@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod client;
+pub mod graphql;
 pub mod model;
 pub mod proxy;

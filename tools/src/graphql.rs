@@ -1,0 +1,110 @@
+//! A small client of Octo's GraphQL over HTTP (`POST /graphql` with a bearer token), on hyper:
+//! `octoctl` and the tests use it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+/// Why a GraphQL request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphqlError {
+    #[error("cannot reach {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("the server answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("{message}")]
+    Graphql {
+        /// The section 13 code in `extensions.code`, when the server gave one.
+        code: Option<String>,
+        message: String,
+    },
+    #[error("cannot decode the answer: {0}")]
+    Decode(String),
+}
+
+impl GraphqlError {
+    /// The protocol error code, for a GraphQL error that carries one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GraphqlError::Graphql { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// `host:port` and the path prefix of `http://host:port[/...]`.
+fn authority(base: &str) -> Result<String, GraphqlError> {
+    let rest = base
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .ok_or_else(|| GraphqlError::Connect {
+            url: base.to_owned(),
+            detail: "only http:// URLs are served (Octo listens on loopback)".into(),
+        })?;
+    Ok(rest.split('/').next().unwrap_or(rest).to_owned())
+}
+
+/// Runs `query` with `variables` as the owner of `token` against `base` (`http://host:port`);
+/// returns `data`, or the first error.
+///
+/// # Errors
+/// [`GraphqlError`].
+pub async fn request(
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Value, GraphqlError> {
+    let host = authority(base)?;
+    let connect_error = |detail: String| GraphqlError::Connect {
+        url: base.to_owned(),
+        detail,
+    };
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let body = json!({"query": query, "variables": variables}).to_string();
+    let request = Request::post("/graphql")
+        .header(header::HOST, &host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| connect_error(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| connect_error(e.to_string()))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err(GraphqlError::Status {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    let mut answer: Value =
+        serde_json::from_slice(&bytes).map_err(|e| GraphqlError::Decode(e.to_string()))?;
+    if let Some(error) = answer["errors"]
+        .as_array()
+        .and_then(|errors| errors.first())
+    {
+        return Err(GraphqlError::Graphql {
+            code: error["extensions"]["code"].as_str().map(str::to_owned),
+            message: error["message"].as_str().unwrap_or("an error").to_owned(),
+        });
+    }
+    Ok(answer["data"].take())
+}

@@ -160,6 +160,23 @@ macro_rules! uuid7_id {
                 parse_uuid7(text).map(Self)
             }
 
+            /// The same id every time for the same inputs: a UUIDv7 with `timestamp_ms` as its
+            /// time and `seed` as its other bits (for ids derived from others, such as the
+            /// prompts of a rerun or the messages of an imported file).
+            pub fn derived(timestamp_ms: u64, seed: &[u8; 10]) -> Self {
+                Self(uuid::Builder::from_unix_timestamp_millis(timestamp_ms, seed).into_uuid())
+            }
+
+            /// The id's time, in ms since the epoch.
+            pub fn timestamp_ms(&self) -> u64 {
+                self.0
+                    .get_timestamp()
+                    .map_or(0, |ts| {
+                        let (secs, nanos) = ts.to_unix();
+                        secs * 1000 + u64::from(nanos) / 1_000_000
+                    })
+            }
+
             /// The 16 raw bytes (the log's key prefixes).
             pub fn as_bytes(&self) -> &[u8; 16] {
                 self.0.as_bytes()

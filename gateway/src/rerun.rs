@@ -22,20 +22,15 @@ use crate::view::View;
 /// Entries read per page while counting prompts.
 const PAGE: usize = 1000;
 
-/// The command id of the `index`-th prompt of rerun `session_id`: a UUIDv7 with the session's
-/// timestamp and the rest from a hash, the same on every attempt.
+/// The command id of the `index`-th prompt of rerun `session_id`: the same on every attempt.
 pub fn prompt_command_id(session_id: &SessionId, index: usize) -> CommandId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"octo rerun prompt");
     hasher.update(session_id.as_bytes());
     hasher.update(&(index as u64).to_be_bytes());
-    let hash = hasher.finalize();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&session_id.as_bytes()[..6]);
-    bytes[6..].copy_from_slice(&hash.as_bytes()[..10]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x70;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    CommandId::from_bytes(bytes).expect("version and variant bits are set")
+    let mut seed = [0u8; 10];
+    seed.copy_from_slice(&hasher.finalize().as_bytes()[..10]);
+    CommandId::derived(session_id.timestamp_ms(), &seed)
 }
 
 /// Starts the driver.

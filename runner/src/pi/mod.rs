@@ -4,6 +4,7 @@
 //! commands delivered to pi) to canonical events. Process supervision joins it later.
 
 pub mod factory;
+pub mod file;
 pub mod process;
 pub mod session;
 pub mod translate;

@@ -862,38 +862,12 @@ impl<M: IdMint> Translator<M> {
         };
         let stop = stop_reason(message);
         self.last_stop_reason = stop;
-        let mut parts = Vec::new();
-        if let Some(content) = message.get("content").and_then(Value::as_array) {
-            for (index, block) in content.iter().enumerate() {
-                let id = open
-                    .parts
-                    .get(&(index as u64))
-                    .copied()
-                    .unwrap_or_else(|| self.mint.part_id());
-                match block.get("type").and_then(Value::as_str) {
-                    Some("text") => parts.push(Part::Text(TextPart {
-                        id,
-                        text: text(block, "text"),
-                        truncated: false,
-                    })),
-                    Some("thinking") => parts.push(Part::Thinking(ThinkingPart {
-                        id,
-                        text: text(block, "thinking"),
-                        signature: block
-                            .get("thinkingSignature")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                    })),
-                    Some("toolCall") => parts.push(Part::ToolCall(ToolCallPart {
-                        id,
-                        tool_call_id: text(block, "id"),
-                        name: text(block, "name"),
-                        input: block.get("arguments").cloned().unwrap_or(Value::Null),
-                    })),
-                    _ => {}
-                }
-            }
-        }
+        let parts = assistant_parts(message.get("content"), |index| {
+            open.parts
+                .get(&index)
+                .copied()
+                .unwrap_or_else(|| self.mint.part_id())
+        });
         let provider = message
             .get("provider")
             .and_then(Value::as_str)
@@ -944,27 +918,7 @@ impl<M: IdMint> Translator<M> {
     }
 
     fn result_content(&mut self, content: Option<&Value>) -> Vec<ResultContent> {
-        let Some(blocks) = content.and_then(Value::as_array) else {
-            return Vec::new();
-        };
-        let mut parts = Vec::new();
-        for block in blocks {
-            match block.get("type").and_then(Value::as_str) {
-                Some("text") => parts.push(ResultContent::Text(TextPart {
-                    id: self.mint.part_id(),
-                    text: text(block, "text"),
-                    truncated: false,
-                })),
-                Some("image") => parts.push(ResultContent::Image(ImagePart {
-                    id: self.mint.part_id(),
-                    media_type: text(block, "mimeType"),
-                    data: None,
-                    omitted_bytes: None,
-                })),
-                _ => {}
-            }
-        }
-        parts
+        result_content(content, || self.mint.part_id())
     }
 
     /// No progress for `limit_ms`: the open run ends with `run.timed_out` (PROTOCOL.md 8); the
@@ -1034,6 +988,73 @@ impl<M: IdMint> Translator<M> {
 }
 
 /// The text of a tool result snapshot (`{content: [{type: "text", text}]}`).
+/// The parts of a pi assistant message's `content` blocks (text, thinking, tool calls), the
+/// block at `index` under the id `id_for(index)`.
+pub fn assistant_parts(
+    content: Option<&Value>,
+    mut id_for: impl FnMut(u64) -> PartId,
+) -> Vec<Part> {
+    let Some(content) = content.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    for (index, block) in content.iter().enumerate() {
+        let id = id_for(index as u64);
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(Part::Text(TextPart {
+                id,
+                text: text(block, "text"),
+                truncated: false,
+            })),
+            Some("thinking") => parts.push(Part::Thinking(ThinkingPart {
+                id,
+                text: text(block, "thinking"),
+                signature: block
+                    .get("thinkingSignature")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            })),
+            Some("toolCall") => parts.push(Part::ToolCall(ToolCallPart {
+                id,
+                tool_call_id: text(block, "id"),
+                name: text(block, "name"),
+                input: block.get("arguments").cloned().unwrap_or(Value::Null),
+            })),
+            _ => {}
+        }
+    }
+    parts
+}
+
+/// The text and image blocks of a pi tool result's (or user message's) `content`, each under a
+/// fresh id from `id`. Image bytes are not kept (PROTOCOL.md 7).
+pub fn result_content(
+    content: Option<&Value>,
+    mut id: impl FnMut() -> PartId,
+) -> Vec<ResultContent> {
+    let Some(blocks) = content.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(ResultContent::Text(TextPart {
+                id: id(),
+                text: text(block, "text"),
+                truncated: false,
+            })),
+            Some("image") => parts.push(ResultContent::Image(ImagePart {
+                id: id(),
+                media_type: text(block, "mimeType"),
+                data: None,
+                omitted_bytes: None,
+            })),
+            _ => {}
+        }
+    }
+    parts
+}
+
 fn result_text(result: Option<&Value>) -> String {
     result
         .and_then(|r| r.get("content"))

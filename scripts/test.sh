@@ -18,6 +18,16 @@ cargo nextest --version | head -n 1
 
 source scripts/setup.sh
 
+step "test-only system packages"
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: chromium (opens octoctl's exported HTML; the UI's end-to-end tests)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version
+
 step "test clients (project-local, pinned)"
 if [ ! -d gateway/tests/graphql/node_modules/graphql-ws ] || [ gateway/tests/graphql/package-lock.json -nt gateway/tests/graphql/node_modules/.package-lock.json ]; then
   npm ci --prefix gateway/tests/graphql --no-audit --no-fund --loglevel=error

@@ -911,6 +911,25 @@ impl QueryRoot {
         OffsetValue(app(ctx).log.head())
     }
 
+    /// Each projection's version and how far it has applied the log.
+    async fn projections(&self, ctx: &Context<'_>) -> Vec<ProjectionStatus> {
+        let app = app(ctx);
+        let head = app.log.head();
+        let applied = app.searcher.applied();
+        vec![
+            status(&app.sessions, head),
+            status(&app.ui, head),
+            status(&app.history, head),
+            status(&app.analytics, head),
+            ProjectionStatus {
+                name: "search".into(),
+                version: octo_projections::search::VERSION,
+                applied: OffsetValue(applied),
+                behind: head.get().saturating_sub(applied.get()),
+            },
+        ]
+    }
+
     /// Your sessions, most recently updated first. Page with `after` (an edge's cursor).
     #[graphql(complexity = "first.unwrap_or(50) * child_complexity")]
     async fn sessions(
@@ -1142,6 +1161,31 @@ impl QueryRoot {
             entries: batch.entries.into_iter().map(LogEntryNode).collect(),
             next_after,
         })
+    }
+}
+
+/// One projection's progress through the log.
+#[derive(SimpleObject)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// Its schema version: a new one rebuilds from offset 0.
+    pub version: u32,
+    /// The newest offset it has applied.
+    pub applied: OffsetValue,
+    /// Entries of the log it has yet to apply.
+    pub behind: u64,
+}
+
+fn status<P: octo_projections::Projection>(
+    handle: &octo_projections::ProjectionHandle<P>,
+    head: Offset,
+) -> ProjectionStatus {
+    let applied = handle.applied();
+    ProjectionStatus {
+        name: P::NAME.to_owned(),
+        version: P::VERSION,
+        applied: OffsetValue(applied),
+        behind: head.get().saturating_sub(applied.get()),
     }
 }
 

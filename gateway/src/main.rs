@@ -118,26 +118,6 @@ fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
-/// pi from the project's install: beside the current directory, beside the executable
-/// (target/<profile>/octo), else on PATH.
-fn find_pi() -> PathBuf {
-    let relative = "harnesses/pi/node_modules/.bin/pi";
-    let mut candidates = vec![PathBuf::from(relative)];
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(
-            exe.ancestors()
-                .skip(1)
-                .take(4)
-                .map(|dir| dir.join(relative)),
-        );
-    }
-    candidates
-        .into_iter()
-        .find(|path| path.is_file())
-        .and_then(|path| path.canonicalize().ok())
-        .unwrap_or_else(|| PathBuf::from("pi"))
-}
-
 fn parse_model(text: &str) -> anyhow::Result<octo_core::ModelRef> {
     let (provider, model_id) = text
         .split_once('/')
@@ -165,7 +145,8 @@ fn serve(data_dir: PathBuf, args: Serve) -> anyhow::Result<()> {
     let demo = args.demo
         || (args.model.is_none()
             && !octo_gateway::config::provider_configured(pi_config.as_deref()));
-    let mut config = octo_gateway::ServeConfig::new(&data_dir, args.pi.unwrap_or_else(find_pi));
+    let mut config =
+        octo_gateway::ServeConfig::new(&data_dir, args.pi.unwrap_or_else(octo_tools::find_pi));
     config.listen = args.listen;
     config.workspaces = args.workspaces;
     config.demo = demo;

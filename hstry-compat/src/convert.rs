@@ -243,13 +243,9 @@ pub fn parts_json(message: &OctoMessage) -> String {
     serde_json::to_string(&parts).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// One of Octo's own messages as hstry returns it, at `idx` of its conversation, under `id`.
-pub fn session_message(
-    record: &ConversationRecord,
-    message: &OctoMessage,
-    idx: i32,
-    id: uuid::Uuid,
-) -> proto::Message {
+/// A protocol message as hstry's `Message` at `idx`, with no id (a write lets the facade mint
+/// one): what `octoctl import` sends, and the base of [`session_message`].
+pub fn hstry_message(message: &OctoMessage, idx: i32, harness: Option<String>) -> proto::Message {
     proto::Message {
         idx,
         role: role_name(message.role).to_owned(),
@@ -262,9 +258,22 @@ pub fn session_message(
         metadata_json: "{}".to_owned(),
         sender_json: String::new(),
         provider: message.provider.clone(),
-        harness: record.harness.clone(),
+        harness,
         client_id: None,
+        id: None,
+    }
+}
+
+/// One of Octo's own messages as hstry returns it, at `idx` of its conversation, under `id`.
+pub fn session_message(
+    record: &ConversationRecord,
+    message: &OctoMessage,
+    idx: i32,
+    id: uuid::Uuid,
+) -> proto::Message {
+    proto::Message {
         id: Some(id.to_string()),
+        ..hstry_message(message, idx, record.harness.clone())
     }
 }
 

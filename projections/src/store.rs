@@ -113,6 +113,21 @@ impl ProjectionStore {
         Ok(())
     }
 
+    /// Drops a projection's current state and applied offset, so its projector rebuilds it from
+    /// offset 0 (`octoctl projections rebuild`, with the server stopped).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn reset<P: Projection>(&self) -> Result<(), StoreError> {
+        let name = keyspace_name::<P>();
+        let handle = self.keyspace::<P>()?;
+        self.db
+            .delete_keyspace(handle)
+            .map_err(|e| self.storage(&e))?;
+        self.meta.remove(name).map_err(|e| self.storage(&e))?;
+        Ok(())
+    }
+
     /// A consistent read of every projection's state and applied offset at one moment.
     pub fn snapshot(&self) -> StoreSnapshot {
         StoreSnapshot {

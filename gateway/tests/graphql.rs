@@ -171,6 +171,33 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
         report["analytics"]
     );
 
+    // The listing subscription starts with the session; the filtered tail has only agent.*.
+    let listed = report["sessionsChanged"].as_array().expect("summaries");
+    assert!(
+        listed
+            .iter()
+            .any(|s| s["id"] == session_id.to_string() && s["title"] == "GraphQL"),
+        "{listed:?}"
+    );
+    let tail = report["logTail"].as_array().expect("entries");
+    assert!(tail.iter().all(|e| e["type"].as_str().is_some_and(|t| t.starts_with("agent."))));
+    let tail_offsets: Vec<u64> = tail.iter().filter_map(|e| e["offset"].as_u64()).collect();
+    let expected_tail: Vec<u64> = octo
+        .log()
+        .await
+        .iter()
+        .filter(|e| e.body.type_name().starts_with("agent."))
+        .map(|e| e.offset.get())
+        .take(tail_offsets.len())
+        .collect();
+    assert_eq!(tail_offsets, expected_tail);
+    // The cookie of a sign-in works like the bearer token.
+    assert_eq!(report["cookie"]["status"], 200, "{}", report["cookie"]);
+    assert_eq!(
+        report["cookie"]["body"]["data"]["me"]["name"],
+        octo.server().user().name
+    );
+
     // Another user: not found, on a query, a mutation and a subscription.
     assert_eq!(
         code(&report["otherSession"]),

@@ -196,6 +196,69 @@ report.analytics = (
   await gql(`{ analytics(groupBy: [DAY, MODEL]) { day model outputTokens turns } }`, {})
 ).body;
 
+// The other subscriptions: the listing, and the log tail with a filter.
+async function collect(ws, query, variables, field, until) {
+  return new Promise((resolve, reject) => {
+    const got = [];
+    const dispose = ws.subscribe(
+      { query, variables },
+      {
+        next: (message) => {
+          if (message.errors) {
+            reject(new Error(JSON.stringify(message.errors)));
+            return;
+          }
+          got.push(message.data[field]);
+          if (until(message.data[field], got)) {
+            dispose();
+            resolve(got);
+          }
+        },
+        error: (error) => reject(error instanceof Error ? error : new Error(JSON.stringify(error))),
+        complete: () => resolve(got),
+      },
+    );
+  });
+}
+const more = client(token);
+report.sessionsChanged = await withTimeout(
+  collect(
+    more,
+    'subscription { sessionsChanged(after: null) { id title runState updatedOffset } }',
+    {},
+    'sessionsChanged',
+    (summary) => summary.id === sessionId,
+  ),
+  20000,
+  'sessionsChanged',
+);
+report.logTail = await withTimeout(
+  collect(
+    more,
+    'subscription { logTail(filter: {types: ["agent.*"]}, after: null) { offset type sessionId } }',
+    {},
+    'logTail',
+    (entry) => entry.type === 'agent.idle',
+  ),
+  20000,
+  'logTail',
+);
+await more.dispose();
+
+// A browser's way in: the session cookie from POST /api/login, no bearer.
+const login = await fetch(`${url}/api/login`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ token }),
+});
+const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
+const withCookie = await fetch(`${url}/graphql`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json', cookie },
+  body: JSON.stringify({ query: '{ me { name } }' }),
+});
+report.cookie = { status: withCookie.status, body: await withCookie.json() };
+
 // Another user: the session does not exist for them, on every path.
 report.otherSession = (
   await gql(`query S($id: ID!) { session(id: $id) { id } }`, { id: sessionId }, otherToken)

@@ -9,6 +9,7 @@
 mod macros;
 
 pub mod bytes;
+pub mod civil;
 pub mod codec;
 pub mod command;
 pub mod entry;

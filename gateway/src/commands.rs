@@ -34,6 +34,14 @@ fn unavailable(failure: ReadFailure) -> Error {
     )
 }
 
+fn conflict(command_id: octo_core::CommandId, offset: Offset) -> Error {
+    Error::new(
+        ErrorCode::IdempotencyConflict,
+        format!("command_id {command_id} was used at offset {offset} for another command"),
+    )
+    .with_ref(command_id.to_string())
+}
+
 fn not_found(session_id: &SessionId) -> Error {
     Error::new(
         ErrorCode::SessionNotFound,
@@ -100,19 +108,40 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
             }
         }
     }
-    let command = NewEntry::command(
+    let derived = derived_event(&frame.command).map(|event| (session_id, event));
+    let batch = command_batch(
+        app,
+        user_id,
+        &frame,
+        session_id,
+        frame.command.clone(),
+        derived,
+    );
+    append(app, &frame, session_id, batch).await
+}
+
+/// A command as logged in `session_id`, with the event it derives (if any, in its session) in
+/// the same atomic append, its `cause` set to the command's offset (PROTOCOL.md 4.1).
+fn command_batch(
+    app: &App,
+    user_id: &UserId,
+    frame: &CommandFrame,
+    session_id: SessionId,
+    command: Command,
+    derived: Option<(SessionId, Event)>,
+) -> Vec<NewEntry> {
+    let mut batch = vec![NewEntry::command(
         user_id.clone(),
         session_id,
         app.producer.clone(),
         frame.command_id,
-        frame.command.clone(),
-    );
-    let mut batch = vec![command];
-    if let Some(event) = derived_event(&frame.command) {
+        command,
+    )];
+    if let Some((event_session, event)) = derived {
         batch.push(
             NewEntry::event(
                 user_id.clone(),
-                session_id,
+                event_session,
                 app.producer.clone(),
                 SeqSpec::Next,
                 event,
@@ -120,7 +149,7 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
             .caused_by_command(),
         );
     }
-    append(app, &frame, session_id, batch).await
+    batch
 }
 
 /// The event a gateway-handled command derives (4.2, "handled by G").
@@ -202,23 +231,14 @@ async fn create_session(
         rerun_of,
         cause: Offset::ZERO,
     });
-    let batch = vec![
-        NewEntry::command(
-            user_id.clone(),
-            session_id,
-            app.producer.clone(),
-            frame.command_id,
-            frame.command.clone(),
-        ),
-        NewEntry::event(
-            user_id.clone(),
-            session_id,
-            app.producer.clone(),
-            SeqSpec::Next,
-            created,
-        )
-        .caused_by_command(),
-    ];
+    let batch = command_batch(
+        app,
+        user_id,
+        frame,
+        session_id,
+        frame.command.clone(),
+        Some((session_id, created)),
+    );
     Ok(append(app, frame, session_id, batch).await)
 }
 
@@ -326,23 +346,14 @@ async fn fork_session(
         user_messages_inherited: point.user_messages,
         cause: Offset::ZERO,
     });
-    let batch = vec![
-        NewEntry::command(
-            user_id.clone(),
-            source,
-            app.producer.clone(),
-            frame.command_id,
-            command,
-        ),
-        NewEntry::event(
-            user_id.clone(),
-            new_session_id,
-            app.producer.clone(),
-            SeqSpec::Next,
-            forked,
-        )
-        .caused_by_command(),
-    ];
+    let batch = command_batch(
+        app,
+        user_id,
+        frame,
+        source,
+        command,
+        Some((new_session_id, forked)),
+    );
     let ack = append(app, frame, new_session_id, batch).await;
     if ack.status == AckStatus::Duplicate {
         // Appended concurrently under the same id: answer with the fork it made.
@@ -398,17 +409,7 @@ async fn duplicate_fork(
                 error: None,
             }))
         }
-        _ => Err(rejected(
-            frame,
-            Error::new(
-                ErrorCode::IdempotencyConflict,
-                format!(
-                    "command_id {} was used at offset {offset} for another command",
-                    frame.command_id
-                ),
-            )
-            .with_ref(frame.command_id.to_string()),
-        )),
+        _ => Err(rejected(frame, conflict(frame.command_id, offset))),
     }
 }
 
@@ -482,14 +483,9 @@ async fn append(
                 )
             }
         },
-        Err(AppendError::IdempotencyConflict { command_id, offset }) => rejected(
-            frame,
-            Error::new(
-                ErrorCode::IdempotencyConflict,
-                format!("command_id {command_id} was used at offset {offset} for another command"),
-            )
-            .with_ref(command_id.to_string()),
-        ),
+        Err(AppendError::IdempotencyConflict { command_id, offset }) => {
+            rejected(frame, conflict(command_id, offset))
+        }
         Err(AppendError::TooLarge { max_bytes, .. }) => rejected(
             frame,
             Error::new(

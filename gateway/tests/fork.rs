@@ -82,6 +82,36 @@ async fn open(octo: &Octo, session_id: SessionId) -> Agent {
     agent
 }
 
+/// Forks `source` at `at`, asks the fork `question`, and checks that the model was asked with
+/// exactly `context` and then the question. Returns the fork and its connection.
+async fn fork_and_ask(
+    octo: &Octo,
+    agent: &mut Agent,
+    source: SessionId,
+    at: Offset,
+    question: &str,
+    context: &[(&str, &str)],
+) -> (SessionId, Agent) {
+    let ack = fork(agent, source, at, &cid()).await;
+    assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
+    let fork_id = ack.session_id.expect("the ack names the fork");
+    assert_ne!(fork_id, source, "the ack names the new session");
+    let mut connection = open(octo, fork_id).await;
+    let prompt = connection.prompt(fork_id, question).await;
+    connection.until_run_ends(prompt).await;
+    let mut expected: Vec<(String, String)> = context
+        .iter()
+        .map(|(role, text)| turn(role, text))
+        .collect();
+    expected.push(turn("user", question));
+    assert_eq!(
+        last_request(octo),
+        expected,
+        "the fork at {at} asks with the context up to there"
+    );
+    (fork_id, connection)
+}
+
 /// The offset of the run's terminal event (where "fork here" on an assistant message forks).
 fn run_end(run: &[LogEntry]) -> Offset {
     run.iter()
@@ -132,70 +162,50 @@ async fn a_fork_carries_exactly_the_parents_context_up_to_the_fork_point() {
 
     // At an assistant message of run one: the fork keeps the whole answer (pi `fork` at the
     // second user message).
-    let ack = fork(&mut parent, source, run_end(&run_one), &cid()).await;
-    assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
-    let child = ack.session_id.expect("the fork's id");
-    assert_ne!(child, source, "the ack names the new session");
-    let mut a = open(&octo, child).await;
-    let prompt = a.prompt(child, "Fork question A?").await;
-    a.until_run_ends(prompt).await;
-    assert_eq!(
-        last_request(&octo),
-        [
-            turn("user", "Question one?"),
-            turn("assistant", "Answer one."),
-            turn("user", "Fork question A?")
-        ],
-        "the fork at run one's end asks with run one's context"
-    );
-
+    let (child, mut a) = fork_and_ask(
+        &octo,
+        &mut parent,
+        source,
+        run_end(&run_one),
+        "Fork question A?",
+        &[("user", "Question one?"), ("assistant", "Answer one.")],
+    )
+    .await;
     // At an assistant message of the last run: everything (pi `clone`).
-    let ack = fork(&mut parent, source, run_end(&run_two), &cid()).await;
-    assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
-    let mut b = open(&octo, ack.session_id.expect("id")).await;
-    let b_id = ack.session_id.expect("id");
-    let prompt = b.prompt(b_id, "Fork question B?").await;
-    b.until_run_ends(prompt).await;
-    assert_eq!(
-        last_request(&octo),
-        [
-            turn("user", "Question one?"),
-            turn("assistant", "Answer one."),
-            turn("user", "Question two?"),
-            turn("assistant", "Answer two."),
-            turn("user", "Fork question B?")
-        ]
-    );
-
+    let (b_id, _) = fork_and_ask(
+        &octo,
+        &mut parent,
+        source,
+        run_end(&run_two),
+        "Fork question B?",
+        &[
+            ("user", "Question one?"),
+            ("assistant", "Answer one."),
+            ("user", "Question two?"),
+            ("assistant", "Answer two."),
+        ],
+    )
+    .await;
     // At the second user message: just before its prompt, so to ask differently.
-    let at = before(&parent_view, second);
-    let ack = fork(&mut parent, source, at, &cid()).await;
-    assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
-    let c_id = ack.session_id.expect("id");
-    let mut c = open(&octo, c_id).await;
-    let prompt = c.prompt(c_id, "Question two, asked differently?").await;
-    c.until_run_ends(prompt).await;
-    assert_eq!(
-        last_request(&octo),
-        [
-            turn("user", "Question one?"),
-            turn("assistant", "Answer one."),
-            turn("user", "Question two, asked differently?")
-        ]
-    );
-
+    let (c_id, _) = fork_and_ask(
+        &octo,
+        &mut parent,
+        source,
+        before(&parent_view, second),
+        "Question two, asked differently?",
+        &[("user", "Question one?"), ("assistant", "Answer one.")],
+    )
+    .await;
     // At the first user message: nothing to inherit, a fresh pi.
-    let at = before(&parent_view, first);
-    let ack = fork(&mut parent, source, at, &cid()).await;
-    assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
-    let d_id = ack.session_id.expect("id");
-    let mut d = open(&octo, d_id).await;
-    let prompt = d.prompt(d_id, "A first question, differently?").await;
-    d.until_run_ends(prompt).await;
-    assert_eq!(
-        last_request(&octo),
-        [turn("user", "A first question, differently?")]
-    );
+    let (d_id, _) = fork_and_ask(
+        &octo,
+        &mut parent,
+        source,
+        before(&parent_view, first),
+        "A first question, differently?",
+        &[],
+    )
+    .await;
 
     // The parent is unchanged: its pi files got no entry from the forks, and its next request
     // carries its own context only.

@@ -180,7 +180,10 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
         "{listed:?}"
     );
     let tail = report["logTail"].as_array().expect("entries");
-    assert!(tail.iter().all(|e| e["type"].as_str().is_some_and(|t| t.starts_with("agent."))));
+    assert!(
+        tail.iter()
+            .all(|e| e["type"].as_str().is_some_and(|t| t.starts_with("agent.")))
+    );
     let tail_offsets: Vec<u64> = tail.iter().filter_map(|e| e["offset"].as_u64()).collect();
     let expected_tail: Vec<u64> = octo
         .log()

@@ -277,29 +277,6 @@ pub fn session_message(
     }
 }
 
-fn rfc3339_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
 /// The `payload_json` of a message event (HSTRY_API.md 5.5): the message as written, with the
 /// content as sent.
 pub fn event_payload(
@@ -317,7 +294,7 @@ pub fn event_payload(
         "role": message.role,
         "content": sent_content,
         "parts_json": parts,
-        "created_at": message.created_at_ms.map(rfc3339_ms),
+        "created_at": message.created_at_ms.map(octo_core::civil::rfc3339_ms),
         "model": message.model,
         "tokens": message.tokens,
         "cost_usd": message.cost_usd,
@@ -344,9 +321,15 @@ mod tests {
 
     #[test]
     fn times_print_as_rfc3339_with_milliseconds() {
-        assert_eq!(rfc3339_ms(1_700_000_001_500), "2023-11-14T22:13:21.500Z");
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            octo_core::civil::rfc3339_ms(1_700_000_001_500),
+            "2023-11-14T22:13:21.500Z"
+        );
+        assert_eq!(octo_core::civil::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            octo_core::civil::rfc3339_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

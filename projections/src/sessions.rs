@@ -67,6 +67,15 @@ fn listing_prefix(user_id: &UserId) -> Vec<u8> {
     key
 }
 
+/// The session a listing key names (its last 16 bytes).
+fn listed_session(key: &[u8]) -> Result<SessionId, StoreError> {
+    let bytes: [u8; 16] = key
+        .get(key.len().saturating_sub(16)..)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| storage("listing key too short"))?;
+    SessionId::from_bytes(bytes).map_err(storage)
+}
+
 fn listing_key(user_id: &UserId, updated: Offset, session_id: &SessionId) -> Vec<u8> {
     let mut key = listing_prefix(user_id);
     key.extend_from_slice(&updated.to_be_bytes());
@@ -491,12 +500,7 @@ impl Sessions {
             if summaries.len() >= limit {
                 break;
             }
-            let key = guard.key().map_err(storage)?;
-            let session_bytes: [u8; 16] = key
-                .get(key.len().saturating_sub(16)..)
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| storage("listing key too short"))?;
-            let session_id = SessionId::from_bytes(session_bytes).map_err(storage)?;
+            let session_id = listed_session(&guard.key().map_err(storage)?)?;
             if let Some(record) = Self::get(keyspace, &session_id)?
                 && !record.summary.deleted
                 && keep(&record)
@@ -525,12 +529,7 @@ impl Sessions {
         to.extend_from_slice(&[0xff; 25]);
         let mut summaries = Vec::new();
         for guard in keyspace.range(from..to) {
-            let key = guard.key().map_err(storage)?;
-            let session_bytes: [u8; 16] = key
-                .get(key.len().saturating_sub(16)..)
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| storage("listing key too short"))?;
-            let session_id = SessionId::from_bytes(session_bytes).map_err(storage)?;
+            let session_id = listed_session(&guard.key().map_err(storage)?)?;
             if let Some(record) = Self::get(keyspace, &session_id)? {
                 summaries.push(record.summary);
             }

@@ -38,24 +38,6 @@ pub struct PiSessionFile {
     pub messages: Vec<Message>,
 }
 
-fn rfc3339_ms(text: &str) -> Option<Ms> {
-    // `2026-11-25T10:31:22.211Z`.
-    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
-    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let mut hms = time.splitn(3, ':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let min: i64 = hms.next()?.parse().ok()?;
-    let secs: f64 = hms.next()?.parse().ok()?;
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Some(days * 86_400_000 + h * 3_600_000 + min * 60_000 + (secs * 1000.0).round() as i64)
-}
-
 /// A v7 id derived from the file and the entry, so every read gives the same one.
 fn seed(session: &str, entry: &str, index: u64) -> [u8; 10] {
     let mut hasher = blake3::Hasher::new();
@@ -90,7 +72,7 @@ pub fn read(text: &str) -> Result<PiSessionFile, FileError> {
     let id = header["id"].as_str().unwrap_or_default().to_owned();
     let created_ms = header["timestamp"]
         .as_str()
-        .and_then(rfc3339_ms)
+        .and_then(octo_core::civil::parse_rfc3339)
         .unwrap_or(0);
     let mut entries: Vec<Value> = Vec::new();
     for (n, line) in lines {
@@ -159,7 +141,11 @@ fn message(session: &str, entry: &Value) -> Option<Message> {
     let body = &entry["message"];
     let created_ms = body["timestamp"]
         .as_i64()
-        .or_else(|| entry["timestamp"].as_str().and_then(rfc3339_ms))
+        .or_else(|| {
+            entry["timestamp"]
+                .as_str()
+                .and_then(octo_core::civil::parse_rfc3339)
+        })
         .unwrap_or(0);
     let stamp = u64::try_from(created_ms).unwrap_or(0);
     let mut next = 0u64;
@@ -235,7 +221,6 @@ mod tests {
         );
         // Read twice, the same messages, ids included.
         assert_eq!(read(SAMPLE), Ok(file));
-        assert_eq!(rfc3339_ms("1970-01-01T00:00:01.500Z"), Some(1500));
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub fn pretty_line(entry: &LogEntry) -> String {
     )
 }
 
+/// A request the server refused: exit 1 with its message and code.
+fn refused(error: &octo_core::Error) -> Failure {
+    Failure::Refused(format!("{} ({})", error.message, super::wire(&error.code)))
+}
+
 fn print(format: Format, entry: &LogEntry) -> Result<(), Failure> {
     match format {
         Format::Json => println!("{}", serde_json::to_string(entry)?),
@@ -108,13 +113,7 @@ pub async fn tail(
             {
                 print(ctx.format, &entry.entry)?;
             }
-            ServerFrame::Agent(AgentServerFrame::Error(e)) => {
-                return Err(Failure::Refused(format!(
-                    "{} ({})",
-                    e.error.message,
-                    super::wire(&e.error.code)
-                )));
-            }
+            ServerFrame::Agent(AgentServerFrame::Error(e)) => return Err(refused(&e.error)),
             _ => {}
         }
     }
@@ -182,13 +181,7 @@ pub async fn replay(
         let result = loop {
             match client.next_frame().await? {
                 ServerFrame::Agent(AgentServerFrame::ReplayResult(result)) => break result,
-                ServerFrame::Agent(AgentServerFrame::Error(e)) => {
-                    return Err(Failure::Refused(format!(
-                        "{} ({})",
-                        e.error.message,
-                        super::wire(&e.error.code)
-                    )));
-                }
+                ServerFrame::Agent(AgentServerFrame::Error(e)) => return Err(refused(&e.error)),
                 _ => {}
             }
         };

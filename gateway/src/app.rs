@@ -180,6 +180,17 @@ impl App {
     }
 }
 
+/// A session as of one read of the projections: the `snapshot` frame, and per message the
+/// offset that completed it and (when asked) where "fork here" on it forks.
+#[derive(Debug, Clone)]
+pub struct Materialised {
+    pub result: octo_core::frame::SnapshotResult,
+    /// Parallel to `result.messages`.
+    pub offsets: Vec<Offset>,
+    /// Parallel to `result.messages` when asked for, else empty.
+    pub fork_points: Vec<Option<Offset>>,
+}
+
 impl App {
     /// [`App::snapshot`] once the projections have applied at least `at` (default: the log's
     /// head), so a snapshot reads the caller's own writes.
@@ -192,7 +203,8 @@ impl App {
         session_id: SessionId,
         at: Option<Offset>,
         before: Option<Offset>,
-    ) -> Result<octo_core::frame::SnapshotResult, octo_core::Error> {
+        fork_points: bool,
+    ) -> Result<Materialised, octo_core::Error> {
         use octo_core::{Error, ErrorCode};
         let head = self.log.head();
         let at = match at {
@@ -221,7 +233,7 @@ impl App {
             .wait_for(at, READ_YOUR_WRITES)
             .await
             .map_err(unavailable)?;
-        self.snapshot(id, session_id, before)
+        self.snapshot(id, session_id, before, fork_points)
     }
 
     /// The materialised session for `snapshot` (PROTOCOL.md 5.5): completed messages (the newest
@@ -237,7 +249,8 @@ impl App {
         id: octo_core::ReqId,
         session_id: SessionId,
         before: Option<Offset>,
-    ) -> Result<octo_core::frame::SnapshotResult, octo_core::Error> {
+        fork_points: bool,
+    ) -> Result<Materialised, octo_core::Error> {
         use octo_core::{Error, ErrorCode};
         let failed = |e: octo_projections::StoreError| {
             Error::new(
@@ -278,18 +291,28 @@ impl App {
             }),
             (None, None) => None,
         };
-        Ok(octo_core::frame::SnapshotResult {
-            id,
-            session_id,
-            as_of,
-            summary: record.summary,
-            messages: page
-                .messages
-                .into_iter()
-                .map(|(_, message)| message)
-                .collect(),
-            open_run,
-            next_before: page.next_before,
+        let offsets: Vec<Offset> = page.messages.iter().map(|(offset, _)| *offset).collect();
+        let fork_points = if fork_points {
+            History::fork_points(&snapshot, self.history.keyspace(), &offsets).map_err(failed)?
+        } else {
+            Vec::new()
+        };
+        Ok(Materialised {
+            result: octo_core::frame::SnapshotResult {
+                id,
+                session_id,
+                as_of,
+                summary: record.summary,
+                messages: page
+                    .messages
+                    .into_iter()
+                    .map(|(_, message)| message)
+                    .collect(),
+                open_run,
+                next_before: page.next_before,
+            },
+            offsets,
+            fork_points,
         })
     }
 }

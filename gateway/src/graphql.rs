@@ -533,19 +533,45 @@ async fn forks_of(
     Ok(forks)
 }
 
-/// A completed message (PROTOCOL.md 7).
+/// A completed message (PROTOCOL.md 7), with where it sits in the log.
 #[derive(Debug, Clone)]
-pub struct MessageNode(Message);
+pub struct MessageNode {
+    message: Message,
+    offset: Option<Offset>,
+    fork_offset: Option<Offset>,
+}
+
+impl MessageNode {
+    fn new(message: Message) -> MessageNode {
+        MessageNode {
+            message,
+            offset: None,
+            fork_offset: None,
+        }
+    }
+}
 
 #[Object(name = "Message")]
 impl MessageNode {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.message.id.to_string())
+    }
+
+    /// The offset of the entry that completed it (null for the draft of the open run).
+    async fn offset(&self) -> Option<OffsetValue> {
+        self.offset.map(OffsetValue)
+    }
+
+    /// Where "fork here" on this message forks (PROTOCOL.md 9.2): a user message just before
+    /// its prompt, an assistant message or tool result at the end of its run. Null while its run
+    /// is open. Pass it to `fork` as `atOffset`.
+    async fn fork_offset(&self) -> Option<OffsetValue> {
+        self.fork_offset.map(OffsetValue)
     }
 
     /// `user`, `assistant` or `tool`.
     async fn role(&self) -> &'static str {
-        match self.0.role {
+        match self.message.role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::Tool => "tool",
@@ -554,32 +580,32 @@ impl MessageNode {
 
     /// The text parts, joined (the thinking when there is no text).
     async fn text(&self) -> String {
-        message_text(&self.0)
+        message_text(&self.message)
     }
 
     /// Every part as the protocol has it: text, thinking, tool calls and results, images.
     async fn parts(&self) -> Json<Value> {
-        Json(serde_json::to_value(&self.0.parts).unwrap_or(Value::Null))
+        Json(serde_json::to_value(&self.message.parts).unwrap_or(Value::Null))
     }
 
     async fn created_ms(&self) -> i64 {
-        self.0.created_ms
+        self.message.created_ms
     }
 
     async fn completed_ms(&self) -> Option<i64> {
-        self.0.completed_ms
+        self.message.completed_ms
     }
 
     async fn provider(&self) -> Option<&str> {
-        self.0.provider.as_deref()
+        self.message.provider.as_deref()
     }
 
     async fn model_id(&self) -> Option<&str> {
-        self.0.model_id.as_deref()
+        self.message.model_id.as_deref()
     }
 
     async fn stop_reason(&self) -> Option<String> {
-        self.0
+        self.message
             .stop_reason
             .and_then(|reason| serde_json::to_value(reason).ok())
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -587,7 +613,7 @@ impl MessageNode {
 
     /// The harness's message when the stop reason is `error` or `aborted`.
     async fn error(&self) -> Option<&str> {
-        self.0.error.as_deref()
+        self.message.error.as_deref()
     }
 }
 
@@ -604,50 +630,56 @@ pub struct OpenRun {
 /// A session as of an offset (the `snapshot` of PROTOCOL.md 5.5): subscribe to `sessionEvents`
 /// after `asOf` to follow it with nothing missed and nothing twice.
 pub struct SessionView {
-    result: octo_core::frame::SnapshotResult,
+    view: crate::app::Materialised,
 }
 
 #[Object(name = "Session")]
 impl SessionView {
     async fn id(&self) -> ID {
-        ID(self.result.session_id.to_string())
+        ID(self.view.result.session_id.to_string())
     }
 
     /// The offset the messages are exactly as of.
     async fn as_of(&self) -> OffsetValue {
-        OffsetValue(self.result.as_of)
+        OffsetValue(self.view.result.as_of)
     }
 
     async fn summary(&self) -> SessionNode {
-        SessionNode(self.result.summary.clone())
+        SessionNode(self.view.result.summary.clone())
     }
 
     /// Completed messages, oldest first: the newest 200 below `before`.
     async fn messages(&self) -> Vec<MessageNode> {
-        self.result
+        let view = &self.view;
+        view.result
             .messages
             .iter()
-            .cloned()
-            .map(MessageNode)
+            .enumerate()
+            .map(|(i, message)| MessageNode {
+                message: message.clone(),
+                offset: view.offsets.get(i).copied(),
+                fork_offset: view.fork_points.get(i).copied().flatten(),
+            })
             .collect()
     }
 
     /// Pass as `before` for the page of older messages (null: none left).
     async fn next_before(&self) -> Option<OffsetValue> {
-        self.result.next_before.map(OffsetValue)
+        self.view.result.next_before.map(OffsetValue)
     }
 
     async fn open_run(&self) -> Option<OpenRun> {
-        self.result.open_run.as_ref().map(|run| OpenRun {
+        self.view.result.open_run.as_ref().map(|run| OpenRun {
             run_id: ID(run.run_id.to_string()),
             phase: Json(serde_json::to_value(&run.phase).unwrap_or(Value::Null)),
-            draft: run.draft.clone().map(MessageNode),
+            draft: run.draft.clone().map(MessageNode::new),
         })
     }
 
     /// Set for a fork: where it branched off.
     async fn parent(&self) -> Option<ForkPointValue> {
-        self.result
+        self.view
+            .result
             .summary
             .parent
             .as_ref()
@@ -658,7 +690,7 @@ impl SessionView {
     }
 
     async fn forks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SessionNode>> {
-        forks_of(ctx, &self.result.session_id).await
+        forks_of(ctx, &self.view.result.session_id).await
     }
 }
 
@@ -1008,11 +1040,11 @@ impl QueryRoot {
     ) -> async_graphql::Result<SessionView> {
         let (session_id, _) = owned(ctx, &id).await?;
         let req = octo_core::ReqId::new("graphql").map_err(unavailable)?;
-        let result = app(ctx)
-            .snapshot_at(req, session_id, at.map(|a| a.0), before.map(|b| b.0))
+        let view = app(ctx)
+            .snapshot_at(req, session_id, at.map(|a| a.0), before.map(|b| b.0), true)
             .await
             .map_err(protocol_error)?;
-        Ok(SessionView { result })
+        Ok(SessionView { view })
     }
 
     /// Full-text search over your messages and session titles, best first.

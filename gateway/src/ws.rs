@@ -734,9 +734,15 @@ impl Connection {
         // `at` is a floor: the snapshot is as of at least that offset (read your writes).
         let result = self
             .app
-            .snapshot_at(request.id, request.session_id, request.at, request.before)
+            .snapshot_at(
+                request.id,
+                request.session_id,
+                request.at,
+                request.before,
+                false,
+            )
             .await?;
-        self.send(agent(AgentServerFrame::SnapshotResult(result)))
+        self.send(agent(AgentServerFrame::SnapshotResult(result.result)))
             .await;
         Ok(())
     }

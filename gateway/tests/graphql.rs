@@ -146,6 +146,31 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
             .is_some_and(|t| t.starts_with("one two three")),
         "{session}"
     );
+    // "Fork here": the user message just before its prompt, the answer at its run's end.
+    let prompt_at = log
+        .iter()
+        .find(|e| e.body.type_name() == "prompt")
+        .expect("the prompt")
+        .offset
+        .get();
+    let before_prompt = log
+        .iter()
+        .map(|e| e.offset.get())
+        .filter(|o| *o < prompt_at)
+        .filter(|o| {
+            !log.iter()
+                .any(|e| e.offset.get() == *o && e.body.type_name().starts_with("stream."))
+        })
+        .max();
+    assert_eq!(messages[0]["forkOffset"].as_u64(), before_prompt);
+    let idle = log
+        .iter()
+        .find(|e| e.body.type_name() == "agent.idle")
+        .expect("the run's end")
+        .offset
+        .get();
+    assert_eq!(messages[1]["forkOffset"].as_u64(), Some(idle));
+    assert!(messages[1]["offset"].as_u64() < Some(idle));
     let as_of = session["asOf"].as_u64().expect("asOf");
     assert!(Offset::new(as_of).expect("offset") >= Offset::new(end).expect("offset"));
     let page = &report["logEntries"]["data"]["logEntries"];

@@ -351,6 +351,22 @@ async fn sessions_fork_rerun_search_stats_export_import_and_projections() {
     assert_eq!(rerun.trim().len(), 36);
     let (code, _, stderr) = ctl(&data_dir, &["fork", &session, "--at", "999999999"]).await;
     assert_eq!(code, 1, "{stderr}");
+    // "Fork here" on the answer: the server's rule puts it at the run's end.
+    let answer = shown["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rfind(|m| m["role"] == "assistant"))
+        .expect("an answer")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (code, out, stderr) = ctl(
+        &data_dir,
+        &["--format", "json", "fork", &session, "--message", &answer],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let forked: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(forked["parent"]["offset"], end.get());
 
     // export: JSONL is the view's entries; the HTML page opens in Chromium.
     let (code, out, _) = ctl(&data_dir, &["export", &session]).await;

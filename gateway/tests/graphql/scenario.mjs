@@ -170,7 +170,7 @@ report.session = (
        session(id: $id) {
          id asOf nextBefore
          summary { title runState messageCount harness workspace model { provider modelId } }
-         messages { role text }
+         messages { role text offset forkOffset }
          openRun { runId }
        }
      }`,

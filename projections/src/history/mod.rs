@@ -9,7 +9,15 @@
 //! Keys:
 //! - `m` ++ session id ++ offset -> [`Message`] (msgpack): a completed message, keyed by the offset
 //!   of the entry that completed it (`message.created` or `stream.message_end`);
-//! - `d` ++ session id -> [`Draft`] (msgpack): the assistant message being streamed.
+//! - `d` ++ session id -> [`Draft`] (msgpack): the assistant message being streamed;
+//! - `F` ++ message offset -> offset (msgpack): where "fork here" on that message forks, by the
+//!   rule of PROTOCOL.md 9.2 (a user message: the last entry before its prompt; an assistant
+//!   message or a tool result: the terminal event of its run). Offsets are unique across
+//!   sessions, so inherited messages of a fork find theirs too;
+//! - `L` ++ session id -> offset: the session's newest entry other than a stream delta (a delta
+//!   is always inside a run, so never a fork point);
+//! - `P` ++ prompt offset -> offset: `L` when the prompt was logged, until its user message;
+//! - `R` ++ session id -> [offsets]: the open run's completed assistant and tool messages.
 
 pub mod conversations;
 pub mod readable;
@@ -84,10 +92,11 @@ fn text_part(id: PartId) -> Part {
 
 impl Projection for History {
     const NAME: &'static str = "history";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         conversations::apply(entry, txn);
+        fold_fork_points(entry, txn);
         let Body::Event(event) = &entry.body else {
             return;
         };
@@ -168,6 +177,69 @@ impl Projection for History {
             _ => {}
         }
     }
+}
+
+fn offset_key(tag: u8, offset: Offset) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(tag);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Keeps the `F` table: where "fork here" on each completed message forks (see the module docs).
+fn fold_fork_points(entry: &LogEntry, txn: &mut Txn<'_>) {
+    let session_id = &entry.session_id;
+    let is_delta = matches!(
+        &entry.body,
+        Body::Event(
+            Event::StreamTextDelta(_)
+                | Event::StreamThinkingDelta(_)
+                | Event::StreamToolCallDelta(_)
+        )
+    );
+    if is_delta {
+        return;
+    }
+    let last_key = session_prefix(b'L', session_id);
+    match &entry.body {
+        Body::Command(octo_core::Command::Prompt(_)) => {
+            if let Some(last) = txn.get_value::<Offset>(&last_key) {
+                txn.put_value(offset_key(b'P', entry.offset), &last);
+            }
+        }
+        Body::Event(Event::MessageCreated(created)) => match created.message.role {
+            Role::User => {
+                if let Some(prompt) = created.cause {
+                    let pending = offset_key(b'P', prompt);
+                    if let Some(before) = txn.get_value::<Offset>(&pending) {
+                        txn.put_value(offset_key(b'F', entry.offset), &before);
+                        txn.delete(pending);
+                    }
+                }
+            }
+            _ => in_run(txn, session_id, entry.offset),
+        },
+        Body::Event(Event::StreamMessageEnd(_)) => in_run(txn, session_id, entry.offset),
+        Body::Event(Event::AgentIdle(_) | Event::RunFailed(_) | Event::RunTimedOut(_)) => {
+            let run_key = session_prefix(b'R', session_id);
+            if let Some(messages) = txn.get_value::<Vec<Offset>>(&run_key) {
+                for message in messages {
+                    txn.put_value(offset_key(b'F', message), &entry.offset);
+                }
+                txn.delete(run_key);
+            }
+        }
+        _ => {}
+    }
+    txn.put_value(last_key, &entry.offset);
+}
+
+/// A completed assistant or tool message of the open run: it forks at the run's end.
+fn in_run(txn: &mut Txn<'_>, session_id: &SessionId, offset: Offset) {
+    let run_key = session_prefix(b'R', session_id);
+    let mut messages: Vec<Offset> = txn.get_value(&run_key).unwrap_or_default();
+    messages.push(offset);
+    txn.put_value(run_key, &messages);
 }
 
 fn fold_delta(
@@ -302,6 +374,33 @@ impl History {
             }
         }
         Ok(messages)
+    }
+
+    /// Where "fork here" on the message completed at each of `offsets` forks (`None`: not yet,
+    /// its run is still open), as of the snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn fork_points(
+        snapshot: &StoreSnapshot,
+        history: &Keyspace,
+        offsets: &[Offset],
+    ) -> Result<Vec<Option<Offset>>, StoreError> {
+        offsets
+            .iter()
+            .map(|offset| {
+                match snapshot
+                    .inner()
+                    .get(history, offset_key(b'F', *offset))
+                    .map_err(storage)?
+                {
+                    None => Ok(None),
+                    Some(bytes) => octo_core::codec::from_msgpack(&bytes)
+                        .map(Some)
+                        .map_err(corrupt),
+                }
+            })
+            .collect()
     }
 
     /// The assistant message a session is streaming now, as of the snapshot.

@@ -52,10 +52,10 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-struct Octo {
+pub(super) struct Octo {
     child: Child,
-    url: String,
-    token: String,
+    pub(super) url: String,
+    pub(super) token: String,
 }
 
 impl Drop for Octo {
@@ -65,7 +65,11 @@ impl Drop for Octo {
     }
 }
 
-fn start_octo(binary: &Path, data_dir: &Path, workspaces: &Path) -> anyhow::Result<Octo> {
+pub(super) fn start_octo(
+    binary: &Path,
+    data_dir: &Path,
+    workspaces: &Path,
+) -> anyhow::Result<Octo> {
     std::fs::create_dir_all(workspaces)?;
     let child = Command::new(binary)
         .arg("--data-dir")
@@ -366,18 +370,26 @@ async fn one_configuration(
     }))
 }
 
+/// The `octo` binary: `given`, else the one beside this executable.
+///
+/// # Errors
+/// When this executable's folder cannot be found.
+pub(super) fn octo_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("octo"))
+            .context("no directory for this binary"),
+    }
+}
+
 /// Runs `octo-bench fanout`.
 ///
 /// # Errors
 /// When octo cannot start or a connection fails.
 pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
-    let binary = match &args.octo {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|dir| dir.join("octo"))
-            .context("no directory for this binary")?,
-    };
+    let binary = octo_binary(args.octo.as_deref())?;
     std::fs::create_dir_all(&args.dir)?;
     let temporary = tempfile::tempdir_in(&args.dir)?;
     let octo = start_octo(

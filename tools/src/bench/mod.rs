@@ -2,6 +2,7 @@
 
 mod codec;
 mod fanout;
+mod graphql;
 mod history;
 mod log;
 
@@ -30,6 +31,8 @@ pub enum Bench {
     Rebuild(history::RebuildArgs),
     /// hstry's GetMessages through a real gRPC client on a seeded 10,000-message session.
     Hstry(history::HstryArgs),
+    /// GraphQL reads (a session, the listing, log pages) against a real `octo serve`.
+    Graphql(graphql::GraphqlArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -44,5 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         Bench::Seed(args) => history::run_seed(&args),
         Bench::Rebuild(args) => history::run_rebuild(&args),
         Bench::Hstry(args) => history::run_hstry(&args),
+        Bench::Graphql(args) => graphql::run(&args),
     }
 }

@@ -83,12 +83,16 @@ enum Top {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
-    /// Fork a session at an offset of its view (not inside a run).
+    /// Fork a session at an offset of its view (not inside a run), or at a message by the rule
+    /// every client uses: a user message just before its prompt, an answer at its run's end.
     Fork {
         session: String,
         /// The offset to fork at.
+        #[arg(long, required_unless_present = "message", conflicts_with = "message")]
+        at: Option<u64>,
+        /// The id of the message to fork at ("fork here").
         #[arg(long)]
-        at: u64,
+        message: Option<String>,
         #[arg(long)]
         title: Option<String>,
     },
@@ -388,7 +392,19 @@ async fn dispatch(ctx: &Ctx, command: Top) -> Result<(), Failure> {
             until,
             speed,
         } => log::replay(ctx, &session, after, until, speed).await,
-        Top::Fork { session, at, title } => run::fork(ctx, &session, at, title).await,
+        Top::Fork {
+            session,
+            at,
+            message,
+            title,
+        } => {
+            let at = match (at, message) {
+                (Some(at), _) => at,
+                (None, Some(message)) => run::fork_point(ctx, &session, &message).await?,
+                (None, None) => return Err(Failure::Usage("pass --at or --message".into())),
+            };
+            run::fork(ctx, &session, at, title).await
+        }
         Top::Rerun {
             session,
             model,

@@ -71,6 +71,43 @@ pub async fn fork(ctx: &Ctx, session: &str, at: u64, title: Option<String>) -> R
     Ok(())
 }
 
+/// Where "fork here" on `message` of `session` forks, from the server's `forkOffset`.
+pub async fn fork_point(ctx: &Ctx, session: &str, message: &str) -> Result<u64, Failure> {
+    let session_id = session_arg(session)?;
+    let mut before: Option<u64> = None;
+    loop {
+        let data = ctx
+            .graphql(
+                "query Points($id: ID!, $before: Offset) {
+                   session(id: $id, before: $before) { nextBefore messages { id forkOffset } }
+                 }",
+                json!({"id": session_id, "before": before}),
+            )
+            .await?;
+        let session = &data["session"];
+        if let Some(found) = session["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"] == message)
+        {
+            return found["forkOffset"].as_u64().ok_or_else(|| {
+                Failure::Refused(format!(
+                    "message {message} has no fork point yet: its run is still open"
+                ))
+            });
+        }
+        match session["nextBefore"].as_u64() {
+            Some(next) => before = Some(next),
+            None => {
+                return Err(Failure::Refused(format!(
+                    "no message {message} in session {session_id}"
+                )));
+            }
+        }
+    }
+}
+
 pub async fn rerun(
     ctx: &Ctx,
     session: &str,

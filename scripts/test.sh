@@ -52,7 +52,8 @@ cargo run --locked --quiet -p octo-tools --bin octo-bench -- rebuild --sessions 
 echo "octo-bench rebuild: ok"
 cargo run --locked --quiet -p octo-tools --bin octo-bench -- hstry --messages 200 --seconds 0.2 --dir target/bench-smoke >/dev/null
 echo "octo-bench hstry: ok"
-cargo run --locked --quiet -p octo-tools --bin octo-bench -- graphql --messages 200 --sessions 5 --seconds 0.2 --dir target/bench-smoke >/dev/null 2>&1
+cargo run --locked --quiet -p octo-tools --bin octo-bench -- graphql --messages 200 --sessions 5 --seconds 0.2 --dir target/bench-smoke >/dev/null 2>target/bench-smoke/graphql.err \
+  || { cat target/bench-smoke/graphql.err; exit 1; }
 echo "octo-bench graphql: ok"
 
 step "all tests passed"

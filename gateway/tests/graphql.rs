@@ -89,6 +89,18 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
         report["me"]["data"]["me"]["name"],
         octo.server().user().name
     );
+    let complex = report["tooComplex"]["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(complex.contains("too complex"), "{}", report["tooComplex"]);
+    assert_eq!(code(&report["badSessionId"]), Some("invalid_id"));
+    assert_eq!(
+        code(&report["badCommandId"]),
+        Some("invalid_id"),
+        "{}",
+        report["badCommandId"]
+    );
+    assert_eq!(code(&report["badOffset"]), Some("invalid_offset"));
 
     // The mutation's ack is the WebSocket's.
     let created = &report["created"]["data"]["createSession"];
@@ -179,6 +191,11 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
     assert!(page["nextAfter"].is_null(), "the range is exhausted");
     let listed = &report["sessions"]["data"]["sessions"]["edges"];
     assert_eq!(listed[0]["node"]["id"], session_id.to_string());
+    assert_eq!(
+        report["pages"],
+        json!([["Third"], ["Second"], ["GraphQL"]]),
+        "cursor pages, newest first, each session once"
+    );
     let hits = report["search"]["data"]["search"].as_array().expect("hits");
     assert!(
         hits.iter()

@@ -113,6 +113,21 @@ report.tooDeep = (await gql(deep, {})).body;
 
 report.me = (await gql('{ me { id name } }', {})).body;
 
+// Too costly: a thousand log entries with every field is over the complexity limit.
+report.tooComplex = (
+  await gql('{ logEntries(limit: 1000) { entries { offset tsMs sessionId userId kind type producer seq commandId json body } } }', {})
+).body;
+
+// Bad ids are typed errors that change nothing.
+report.badSessionId = (await gql('{ session(id: "not-a-session") { id } }', {})).body;
+report.badCommandId = (
+  await gql(
+    'mutation { createSession(commandId: "not-a-uuid", workspace: "demo") { status } }',
+    {},
+  )
+).body;
+report.badOffset = (await gql('{ logEntries(after: 999999999) { nextAfter } }', {})).body;
+
 // A session, through a mutation.
 const created = await gql(
   `mutation Create($cid: ID!) {
@@ -183,6 +198,36 @@ report.sessions = (
     {},
   )
 ).body;
+// Cursor pages: two more sessions, then one at a time, newest first.
+const settled = client(token);
+for (const title of ['Second', 'Third']) {
+  const made = await gql(
+    'mutation C($cid: ID!, $t: String) { createSession(commandId: $cid, workspace: "demo", title: $t) { sessionId } }',
+    { cid: uuid7(), t: title },
+  );
+  // Its pi starts at once; wait for that, so the listing holds still while it is paged.
+  await withTimeout(
+    follow(settled, { id: made.body.data.createSession.sessionId, after: null }, (entry, stop) => {
+      if (entry.type.startsWith('harness.')) stop();
+    }),
+    60000,
+    'the new session\'s harness',
+  );
+}
+await settled.dispose();
+report.pages = [];
+let cursor = null;
+for (;;) {
+  const page = (
+    await gql(
+      'query P($after: String) { sessions(first: 1, after: $after) { edges { cursor node { title } } pageInfo { hasNextPage endCursor } } }',
+      { after: cursor },
+    )
+  ).body.data.sessions;
+  report.pages.push(page.edges.map((e) => e.node.title));
+  if (!page.pageInfo.hasNextPage) break;
+  cursor = page.pageInfo.endCursor;
+}
 report.logEntries = (
   await gql(
     `query Log($id: ID!) { logEntries(filter: {sessionId: $id}, limit: 1000) { entries { offset type } nextAfter } }`,

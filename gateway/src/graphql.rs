@@ -838,6 +838,8 @@ fn passes(filter: &LogFilter, entry: &LogEntry) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum AnalyticsDimension {
     Day,
+    /// The user (yours only, unless the server grows an operators' view).
+    User,
     Harness,
     Provider,
     Model,
@@ -848,6 +850,8 @@ pub enum AnalyticsDimension {
 pub struct AnalyticsRow {
     /// `YYYY-MM-DD` (UTC), when grouped by day.
     pub day: Option<String>,
+    /// The user's id, when grouped by user.
+    pub user: Option<String>,
     pub harness: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -872,6 +876,7 @@ impl From<Row> for AnalyticsRow {
         let t = row.totals;
         AnalyticsRow {
             day: row.day.map(octo_projections::analytics::date_of_day),
+            user: row.user,
             harness: row.harness,
             provider: row.provider,
             model: row.model,
@@ -1133,6 +1138,7 @@ impl QueryRoot {
                 .iter()
                 .map(|d| match d {
                     AnalyticsDimension::Day => Dimension::Day,
+                    AnalyticsDimension::User => Dimension::User,
                     AnalyticsDimension::Harness => Dimension::Harness,
                     AnalyticsDimension::Provider => Dimension::Provider,
                     AnalyticsDimension::Model => Dimension::Model,

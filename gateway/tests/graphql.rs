@@ -207,8 +207,9 @@ async fn graphql_clients_query_command_and_resume_subscriptions_exactly_once() {
         .as_array()
         .expect("rows");
     assert!(
-        rows.iter()
-            .any(|row| row["model"] == "fake-model" && row["turns"].as_u64() >= Some(1)),
+        rows.iter().any(|row| row["model"] == "fake-model"
+            && row["user"] == octo.server().user().id.to_string()
+            && row["turns"].as_u64() >= Some(1)),
         "{}",
         report["analytics"]
     );

@@ -238,7 +238,7 @@ report.search = (
   await gql(`{ search(query: "slowly") { sessionId role snippet } }`, {})
 ).body;
 report.analytics = (
-  await gql(`{ analytics(groupBy: [DAY, MODEL]) { day model outputTokens turns } }`, {})
+  await gql(`{ analytics(groupBy: [DAY, USER, MODEL]) { day user model outputTokens turns } }`, {})
 ).body;
 
 // The other subscriptions: the listing, and the log tail with a filter.

@@ -220,6 +220,8 @@ fn fold_fork_points(entry: &LogEntry, txn: &mut Txn<'_>) {
             _ => in_run(txn, session_id, entry.offset),
         },
         Body::Event(Event::StreamMessageEnd(_)) => in_run(txn, session_id, entry.offset),
+        // A prompt that failed never gets its user message: forget what it was waiting for.
+        Body::Event(Event::CommandFailed(failed)) => txn.delete(offset_key(b'P', failed.cause)),
         Body::Event(Event::AgentIdle(_) | Event::RunFailed(_) | Event::RunTimedOut(_)) => {
             let run_key = session_prefix(b'R', session_id);
             if let Some(messages) = txn.get_value::<Vec<Offset>>(&run_key) {

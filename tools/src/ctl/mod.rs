@@ -113,7 +113,7 @@ enum Top {
     },
     /// Tokens, cost, turns and time, as a table.
     Stats {
-        /// Group by any of: day, harness, provider, model.
+        /// Group by any of: day, user, harness, provider, model.
         #[arg(long, value_delimiter = ',', default_value = "day")]
         by: Vec<String>,
         /// First day, YYYY-MM-DD (default: 29 days before `--to`).

@@ -194,9 +194,9 @@ pub async fn stats(
     let mut dimensions = Vec::new();
     for dimension in by {
         let dimension = dimension.trim().to_lowercase();
-        if !["day", "harness", "provider", "model"].contains(&dimension.as_str()) {
+        if !["day", "user", "harness", "provider", "model"].contains(&dimension.as_str()) {
             return Err(Failure::Usage(format!(
-                "--by takes day, harness, provider or model, got {dimension:?}"
+                "--by takes day, user, harness, provider or model, got {dimension:?}"
             )));
         }
         dimensions.push(dimension);
@@ -205,7 +205,7 @@ pub async fn stats(
         .graphql(
             "query Stats($by: [AnalyticsDimension!]!, $from: String, $to: String) {
                analytics(groupBy: $by, from: $from, to: $to) {
-                 day harness provider model inputTokens outputTokens cacheReadTokens
+                 day user harness provider model inputTokens outputTokens cacheReadTokens
                  cacheWriteTokens costUsd turns toolCalls toolErrors toolMs runMs messages
                }
              }",

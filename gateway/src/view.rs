@@ -85,11 +85,6 @@ impl View {
         Ok(View { segments })
     }
 
-    /// The segments, oldest ancestor first.
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
-    }
-
     /// The session whose view this is.
     pub fn session_id(&self) -> SessionId {
         self.segments

@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub hstry_listen: Option<SocketAddr>,
     /// hstry's gRPC API on a Unix socket too (mode 0600).
     pub hstry_unix: Option<PathBuf>,
+    /// The built web UI (`frontend/dist`), served at `/`; `None` serves the API alone.
+    pub frontend: Option<PathBuf>,
 }
 
 /// The default run.no_progress_ms (PROTOCOL.md 8).
@@ -75,6 +77,7 @@ impl ServeConfig {
             pi_extensions: Vec::new(),
             hstry_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             hstry_unix: None,
+            frontend: None,
         }
     }
 }

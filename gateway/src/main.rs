@@ -45,6 +45,9 @@ struct Serve {
     /// `pi` on PATH).
     #[arg(long, env = "OCTO_PI")]
     pi: Option<PathBuf>,
+    /// The built web UI to serve at / (default: frontend/dist beside the checkout, when built).
+    #[arg(long, env = "OCTO_FRONTEND")]
+    frontend: Option<PathBuf>,
     /// pi's own configuration to give every user (models.json, auth.json, settings.json).
     #[arg(long, env = "OCTO_PI_CONFIG")]
     pi_config: Option<PathBuf>,
@@ -168,6 +171,12 @@ fn serve(data_dir: PathBuf, args: Serve) -> anyhow::Result<()> {
     }
     config.hstry_listen = (!args.no_hstry).then_some(args.hstry_listen);
     config.hstry_unix = args.hstry_unix;
+    config.frontend = args.frontend.or_else(octo_tools::find_frontend);
+    if config.frontend.is_none() {
+        tracing::warn!(
+            "no built web UI (frontend/dist): serving the API only; build it with `npm run build --prefix frontend`"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

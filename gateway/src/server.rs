@@ -362,6 +362,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         )
         .with_state(Arc::clone(&app))
         .merge(crate::graphql::router(Arc::clone(&app)));
+    let router = match &config.frontend {
+        Some(dir) => router.fallback_service(frontend(dir)),
+        None => router,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Frames are small and latency matters: no Nagle delay behind an unacknowledged segment.
@@ -396,4 +400,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         demo,
         hstry,
     })
+}
+
+/// The built web UI: its files, and `index.html` for every other path, so the UI's own routes
+/// (`/s/<id>`, `/analytics`) load the app.
+fn frontend(
+    dir: &std::path::Path,
+) -> tower_http::services::ServeDir<tower_http::services::ServeFile> {
+    tower_http::services::ServeDir::new(dir)
+        .fallback(tower_http::services::ServeFile::new(dir.join("index.html")))
 }

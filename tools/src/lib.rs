@@ -11,7 +11,24 @@ pub mod proxy;
 /// pi from the project's install: `harnesses/pi/node_modules/.bin/pi` beside the current
 /// directory or beside the executable (`target/<profile>/...`), else `pi` on PATH.
 pub fn find_pi() -> std::path::PathBuf {
-    let relative = "harnesses/pi/node_modules/.bin/pi";
+    beside_checkout(
+        "harnesses/pi/node_modules/.bin/pi",
+        std::path::Path::is_file,
+    )
+    .unwrap_or_else(|| std::path::PathBuf::from("pi"))
+}
+
+/// The built web UI (`frontend/dist`, made by `npm run build`) beside the checkout, if it exists.
+pub fn find_frontend() -> Option<std::path::PathBuf> {
+    beside_checkout("frontend/dist", |dir| dir.join("index.html").is_file())
+}
+
+/// `relative` in the working directory or beside the running binary (up to four levels up, for
+/// `target/<profile>/<bin>` and `target/<profile>/deps/<test>`), canonical, when `found` says so.
+fn beside_checkout(
+    relative: &str,
+    found: impl Fn(&std::path::Path) -> bool,
+) -> Option<std::path::PathBuf> {
     let mut candidates = vec![std::path::PathBuf::from(relative)];
     if let Ok(exe) = std::env::current_exe() {
         candidates.extend(
@@ -23,7 +40,6 @@ pub fn find_pi() -> std::path::PathBuf {
     }
     candidates
         .into_iter()
-        .find(|path| path.is_file())
+        .find(|path| found(path))
         .and_then(|path| path.canonicalize().ok())
-        .unwrap_or_else(|| std::path::PathBuf::from("pi"))
 }

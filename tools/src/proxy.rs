@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -19,6 +19,7 @@ pub struct ProxyHandle {
     addr: SocketAddr,
     cuts: watch::Sender<u64>,
     accepted: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -31,6 +32,15 @@ impl ProxyHandle {
     /// Closes every connection open now. Later connections are forwarded as before.
     pub fn cut_all(&self) {
         self.cuts.send_modify(|generation| *generation += 1);
+    }
+
+    /// Down: cuts every connection and closes new ones at once, as an unreachable server would,
+    /// until set up again. Lets a test hold a client offline for as long as it needs.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.cut_all();
+        }
     }
 
     /// Connections accepted so far.
@@ -55,15 +65,21 @@ pub async fn start(listen: SocketAddr, target: SocketAddr) -> std::io::Result<Pr
     let addr = listener.local_addr()?;
     let (cuts, _) = watch::channel(0u64);
     let accepted = Arc::new(AtomicU64::new(0));
+    let down = Arc::new(AtomicBool::new(false));
     let task = {
         let cuts = cuts.clone();
         let accepted = Arc::clone(&accepted);
+        let down = Arc::clone(&down);
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
                 accepted.fetch_add(1, Ordering::Relaxed);
+                if down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let mut cut = cuts.subscribe();
                 let generation = *cut.borrow_and_update();
                 tokio::spawn(async move {
@@ -84,6 +100,7 @@ pub async fn start(listen: SocketAddr, target: SocketAddr) -> std::io::Result<Pr
         addr,
         cuts,
         accepted,
+        down,
         task,
     })
 }

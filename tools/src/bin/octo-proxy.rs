@@ -1,12 +1,13 @@
-//! `octo-proxy`: a loopback TCP forwarder for drop tests. It prints its address, forwards every
-//! connection to the target, and cuts every open connection each time a line arrives on stdin.
+//! `octo-proxy`: a loopback TCP forwarder for drop tests. It prints its address and forwards every
+//! connection to the target. Lines on stdin control it: `cut` (or an empty line) cuts every open
+//! connection; `down` cuts them and refuses new ones until `up`. Each is answered on stdout.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 
 use clap::Parser;
 
-/// Forwards TCP connections and cuts them all on demand (a line on stdin).
+/// Forwards TCP connections and cuts them all on demand (`cut`, `down`, `up` on stdin).
 #[derive(Debug, Parser)]
 #[command(name = "octo-proxy", version)]
 struct Cli {
@@ -26,17 +27,31 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let proxy = octo_tools::proxy::start(cli.listen, cli.target).await?;
         println!("listening on {}", proxy.addr());
-        let (lines, mut receiver) = tokio::sync::mpsc::channel::<()>(16);
+        let (lines, mut receiver) = tokio::sync::mpsc::channel::<String>(16);
         std::thread::spawn(move || {
-            for _ in std::io::stdin().lock().lines() {
-                if lines.blocking_send(()).is_err() {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if lines.blocking_send(line).is_err() {
                     break;
                 }
             }
         });
-        while receiver.recv().await.is_some() {
-            proxy.cut_all();
-            println!("cut");
+        while let Some(line) = receiver.recv().await {
+            match line.trim() {
+                "" | "cut" => {
+                    proxy.cut_all();
+                    println!("cut");
+                }
+                "down" => {
+                    proxy.set_down(true);
+                    println!("down");
+                }
+                "up" => {
+                    proxy.set_down(false);
+                    println!("up");
+                }
+                other => eprintln!("octo-proxy: unknown control line {other:?} (cut, down, up)"),
+            }
         }
         anyhow::Ok(())
     })

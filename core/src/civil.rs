@@ -5,6 +5,13 @@ use crate::ids::Ms;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// The wall clock as Unix milliseconds (0 before 1970, which a correct clock never reads).
+pub fn now_ms() -> Ms {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| Ms::try_from(d.as_millis()).unwrap_or(Ms::MAX))
+}
+
 /// `(year, month, day)` of a day number (days since 1970-01-01).
 pub fn date_of_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

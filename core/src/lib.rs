@@ -25,6 +25,7 @@ pub mod runner;
 pub mod validate;
 
 pub use bytes::Bytes;
+pub use civil::now_ms;
 pub use codec::{DecodeError, EncodeError, Encoding};
 pub use command::Command;
 pub use entry::{Body, EntryError, Kind, LogEntry, Producer};

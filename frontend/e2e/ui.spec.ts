@@ -117,6 +117,7 @@ test.describe.serial('Octo in Chromium', () => {
       }
     })();
     await octo.cut();
+    const atCut = seen.length;
     await watch;
     const final = messages().filter({ hasText: 'w40' });
     await expect(final).toHaveCount(1);
@@ -125,6 +126,9 @@ test.describe.serial('Octo in Chromium', () => {
     // a repeated or lost delta would have shown as text that is not.
     expect(seen.length).toBeGreaterThan(3);
     for (const text of seen) expect(LONG.startsWith(text), `draft "${text}"`).toBe(true);
+    // And the stream went on in the same page after the cut: drafts grew past the cut point.
+    const lengthAtCut = seen[atCut - 1]?.length ?? 0;
+    expect(seen.slice(atCut).some((t) => t.length > lengthAtCut && t !== LONG)).toBe(true);
     const states = await page.evaluate(() => (window as unknown as { states: string[] }).states);
     expect(states).toContain('offline');
     await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'online');
@@ -159,12 +163,33 @@ test.describe.serial('Octo in Chromium', () => {
     // The fork's view holds the parent's conversation up to the fork point, and nothing after.
     await expect(messages().filter({ hasText: 'The tool printed its answer.' })).toHaveCount(1);
     await expect(messages().filter({ hasText: 'w40' })).toHaveCount(0);
+    // The call ended before the fork: its state comes from the result, not from live events.
+    await expect(page.getByTestId('tool-call').first().locator('.tool-state')).toHaveText(/^done/);
     const node = page.getByTestId('session-list').locator(`li:has(> [data-session="${firstSession}"]) [data-session="${fork}"]`);
     await expect(node).toBeVisible();
     await expect(node.locator('.fork-point')).toBeVisible();
     await prompt('hello from the fork');
     await expect(messages().filter({ hasText: 'echo: hello from the fork' })).toHaveCount(1);
     await shot('06-fork');
+  });
+
+  test('the replay scrubber moves through the session by offset', async () => {
+    await page.goto(`${octo.url}/s/${firstSession}`);
+    await expect(messages().filter({ hasText: 'w40' })).toHaveCount(1);
+    await page.getByRole('button', { name: 'Replay' }).click();
+    const slider = page.getByRole('slider', { name: 'Replay position' });
+    await expect(slider).toBeVisible();
+    const max = Number(await slider.getAttribute('max'));
+    expect(max).toBeGreaterThan(20);
+    await slider.fill('0');
+    await expect(messages()).toHaveCount(0);
+    await slider.fill(String(max));
+    await expect(messages().filter({ hasText: 'w40' })).toHaveCount(1);
+    const entries = await page.getByTestId('replay-offset').textContent();
+    expect(entries).toContain(`entry ${max} / ${max}`);
+    await page.getByRole('button', { name: 'Back to live' }).click();
+    await expect(page.getByRole('textbox', { name: 'Prompt' })).toBeVisible();
+    await shot('07-replay');
   });
 
   test('search finds the earlier session by a word in its content', async () => {
@@ -174,7 +199,7 @@ test.describe.serial('Octo in Chromium', () => {
     await page.getByRole('searchbox', { name: 'Search sessions' }).fill('zebracorn');
     const hit = page.getByTestId('search-hit').filter({ hasText: 'zebracorn' }).first();
     await expect(hit).toBeVisible();
-    await shot('07-search');
+    await shot('08-search');
     await hit.click();
     await expect(page).toHaveURL(new RegExp(`/s/${firstSession}$`));
     await expect(messages().filter({ hasText: 'Please run the tool for the zebracorn.' })).toHaveCount(1);
@@ -190,7 +215,7 @@ test.describe.serial('Octo in Chromium', () => {
     expect(input).toBeGreaterThanOrEqual(1200 * 3);
     await expect(page.getByTestId('total-input')).not.toHaveText('0');
     await expect(page.locator('.recharts-bar-rectangle').first()).toBeVisible();
-    await shot('08-analytics');
+    await shot('09-analytics');
   });
 
   test('the log view tails the log, filtered', async () => {
@@ -201,6 +226,6 @@ test.describe.serial('Octo in Chromium', () => {
     await expect(page.getByTestId('log-list').locator('.log-row .type').first()).toHaveText(/^tool\./);
     const types = await page.getByTestId('log-list').locator('.log-row .type').allTextContents();
     expect(types.every((t) => t.startsWith('tool.'))).toBe(true);
-    await shot('09-log');
+    await shot('10-log');
   });
 });

@@ -27,6 +27,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use octo_core::frame::{Ack, AckStatus, AgentFrame, ClientFrame, SessionSummary};
 use octo_core::message::Role;
+use octo_core::now_ms;
 use octo_core::{Encoding, ErrorCode, Kind, LogEntry, Message, Offset, SessionId};
 use octo_log::{LogFilter, ReadQuery, Subscription as LogSubscription, TypePattern};
 use octo_projections::analytics::{Analytics, AnalyticsQuery, Dimension, Row};
@@ -1249,12 +1250,6 @@ fn parse_cursor(cursor: &str) -> async_graphql::Result<(Offset, SessionId)> {
         .ok_or_else(bad)?;
     let session = session.parse::<SessionId>().map_err(|_| bad())?;
     Ok((offset, session))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ use octo_core::frame::{
 };
 use octo_core::frame::{Channel, ErrorFrame};
 use octo_core::limits::{OUTBOUND_FRAME_BYTES_MAX, SESSIONS_CHUNK_ITEMS_MAX, SOCKET_STALL_MS};
+use octo_core::now_ms;
 use octo_core::{
     ConnectionId, Encoding, Error, ErrorCode, LogEntry, Offset, ReqId, SessionId, UserId,
     validate_client_frame,
@@ -143,12 +144,6 @@ pub async fn upgrade(
     ws.on_upgrade(move |socket| async move {
         Connection::run(app, user, encoding, socket).await;
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A server frame as a WebSocket message (`None`: it could not be encoded, a bug, logged).

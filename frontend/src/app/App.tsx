@@ -1,15 +1,17 @@
 import { QueryClient, QueryClientProvider, useQuery } from '@tanstack/react-query';
-import { useEffect, useState } from 'react';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import { BrowserRouter, NavLink, Route, Routes } from 'react-router';
 import { ConnectionBadge } from '@/components/ConnectionBadge';
 import { ErrorBoundary } from '@/components/ErrorBoundary';
-import { AnalyticsPage } from '@/features/analytics/AnalyticsPage';
 import { LoginPage } from '@/features/auth/LoginPage';
 import { LogPage } from '@/features/log/LogPage';
 import { SessionPage } from '@/features/agent/SessionPage';
 import { Sidebar } from '@/features/sessions/Sidebar';
 import { gql, GraphqlError, stillSignedIn } from '@/lib/graphql';
 import { browserSocket, ClientContext, OctoClient, useConnectionState, useHello } from '@/lib/ws';
+
+// The charts library is most of the bundle: it loads with the analytics page.
+const AnalyticsPage = lazy(() => import('@/features/analytics/AnalyticsPage').then((m) => ({ default: m.AnalyticsPage })));
 
 const queryClient = new QueryClient({
   defaultOptions: { queries: { retry: (count, error) => !(error instanceof GraphqlError && error.status === 401) && count < 2 } },
@@ -105,7 +107,9 @@ function Shell({ onSignedOut }: { onSignedOut(): void }) {
               path="/analytics"
               element={
                 <ErrorBoundary name="Analytics">
-                  <AnalyticsPage />
+                  <Suspense fallback={<p className="muted center">Loading…</p>}>
+                    <AnalyticsPage />
+                  </Suspense>
                 </ErrorBoundary>
               }
             />

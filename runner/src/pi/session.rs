@@ -35,24 +35,44 @@ pub struct PiSession {
     process: Option<PiProcess>,
     translator: Translator<FreshIds>,
     coalescer: Coalescer,
-    epoch: Instant,
+    clock: Clock,
     last_progress: Instant,
     /// A timed-out run's pi is being stopped; its exit is reported as `killed`.
     killing: bool,
 }
 
-fn ms_since(epoch: Instant) -> Ms {
-    Ms::try_from(epoch.elapsed().as_millis()).unwrap_or(Ms::MAX)
+/// Unix milliseconds that never go back: the wall clock when the session started plus the
+/// monotonic time since. Messages' `created_ms` are Unix time (PROTOCOL.md 7), and deadlines and
+/// coalescing windows measured on it are immune to the wall clock being set back.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+    start_ms: Ms,
 }
 
-/// Sleeps until `at` ms after `epoch` (forever for `None`).
-async fn sleep_until_ms(epoch: Instant, at: Option<Ms>) {
-    match at {
-        Some(at) => {
-            let at = epoch + Duration::from_millis(u64::try_from(at).unwrap_or(0));
-            tokio::time::sleep_until(at.into()).await;
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+            start_ms: octo_core::now_ms(),
         }
-        None => std::future::pending().await,
+    }
+
+    fn now_ms(self) -> Ms {
+        let elapsed = Ms::try_from(self.start.elapsed().as_millis()).unwrap_or(Ms::MAX);
+        self.start_ms.saturating_add(elapsed)
+    }
+
+    /// Sleeps until the clock reads `at` (forever for `None`).
+    async fn sleep_until(self, at: Option<Ms>) {
+        match at {
+            Some(at) => {
+                let after = u64::try_from(at.saturating_sub(self.start_ms)).unwrap_or(0);
+                let at = self.start + Duration::from_millis(after);
+                tokio::time::sleep_until(at.into()).await;
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -110,7 +130,7 @@ impl PiSession {
             process: None,
             translator,
             coalescer: Coalescer::default(),
-            epoch: Instant::now(),
+            clock: Clock::new(),
             last_progress: Instant::now(),
             killing: false,
         }
@@ -250,7 +270,7 @@ impl PiSession {
             let flush_in = Duration::from_millis(crate::coalesce::COALESCE_WINDOW_MS as u64 + 1);
             tokio::select! {
                 record = process.next_record() => {
-                    let now = ms_since(self.epoch);
+                    let now = self.clock.now_ms();
                     match record {
                         Some(Record::Value(value)) => {
                             self.last_progress = Instant::now();
@@ -281,8 +301,8 @@ impl PiSession {
                     let _ = process.kill().await;
                     return events;
                 }
-                () = sleep_until_ms(self.epoch, self.translator.input_deadline()), if self.translator.input_deadline().is_some() => {
-                    let output = self.translator.expire_inputs(ms_since(self.epoch));
+                () = self.clock.sleep_until(self.translator.input_deadline()), if self.translator.input_deadline().is_some() => {
+                    let output = self.translator.expire_inputs(self.clock.now_ms());
                     for record in &output.to_pi {
                         let _ = process.send(record).await;
                     }
@@ -293,7 +313,7 @@ impl PiSession {
                     }
                 }
                 () = tokio::time::sleep(flush_in), if self.coalescer.is_holding() => {
-                    if let Some(event) = self.coalescer.flush_due(ms_since(self.epoch)) {
+                    if let Some(event) = self.coalescer.flush_due(self.clock.now_ms()) {
                         return vec![event];
                     }
                 }

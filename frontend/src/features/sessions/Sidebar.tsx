@@ -111,7 +111,7 @@ function SessionNode({ node }: { node: TreeNode }) {
         <span className="session-title">{sessionTitle(summary)}</span>
         {summary.parent && (
           <span className="fork-point" title="forked at this offset of its parent">
-            ⑂ {summary.parent.offset}
+            fork @{summary.parent.offset}
           </span>
         )}
         <span className="count">{summary.message_count}</span>

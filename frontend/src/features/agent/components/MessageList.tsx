@@ -3,7 +3,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef } from 'react';
 import type { Message } from '@/lib/protocol';
 import type { OutboxItem } from '@/lib/ws';
 import type { QueuedPrompt, Row, SessionView } from '../model/session';
-import { MessageView } from './Parts';
+import { MessageView, type ToolResults } from './Parts';
 
 type Item =
   | { kind: 'row'; key: string; row: Row }
@@ -32,6 +32,15 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
     }
     return list;
   }, [view.rows, view.draft, view.queued, view.sessionId, outbox]);
+
+  const results = useMemo<ToolResults>(() => {
+    const map = new Map<string, { isError: boolean }>();
+    for (const row of view.rows) {
+      if (row.kind !== 'message' || row.message.role !== 'tool') continue;
+      for (const part of row.message.parts) if (part.type === 'tool_result') map.set(part.tool_call_id, { isError: part.is_error });
+    }
+    return map;
+  }, [view.rows]);
 
   const scroller = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
@@ -81,7 +90,7 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
               className="row"
               style={{ position: 'absolute', top: 0, left: 0, width: '100%', transform: `translateY(${v.start}px)` }}
             >
-              <ItemView item={item} tools={streamingTools} onFork={onFork} />
+              <ItemView item={item} tools={streamingTools} results={results} onFork={onFork} />
             </div>
           );
         })}
@@ -90,10 +99,20 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
   );
 }
 
-function ItemView({ item, tools, onFork }: { item: Item; tools: SessionView['tools']; onFork?: (m: Message) => void }) {
+function ItemView({
+  item,
+  tools,
+  results,
+  onFork,
+}: {
+  item: Item;
+  tools: SessionView['tools'];
+  results: ToolResults;
+  onFork?: (m: Message) => void;
+}) {
   switch (item.kind) {
     case 'draft':
-      return <MessageView message={item.message} tools={tools} streaming />;
+      return <MessageView message={item.message} tools={tools} results={results} streaming />;
     case 'queued':
       return (
         <div className="message role-user queued" data-testid="queued">
@@ -116,7 +135,7 @@ function ItemView({ item, tools, onFork }: { item: Item; tools: SessionView['too
       const row = item.row;
       switch (row.kind) {
         case 'message':
-          return <MessageView message={row.message} tools={tools} streaming={false} onFork={onFork} />;
+          return <MessageView message={row.message} tools={tools} results={results} streaming={false} onFork={onFork} />;
         case 'error':
           return (
             <div className="run-error" role="alert" data-testid="run-error">

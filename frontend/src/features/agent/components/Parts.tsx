@@ -25,8 +25,12 @@ export function ImageView({ part }: { part: Pick<ImagePart, 'media_type' | 'data
   return <img className="image" src={`data:${part.media_type};base64,${part.data}`} alt="" loading="lazy" />;
 }
 
-function ToolCall({ name, input, run }: { name: string; input: unknown; run: ToolRun | undefined }) {
-  const state = run?.ended ? (run.ended.isError ? 'failed' : 'done') : run ? 'running' : 'called';
+/** Tool results by call id: how a call whose events came before the snapshot ended. */
+export type ToolResults = ReadonlyMap<string, { isError: boolean }>;
+
+function ToolCall({ name, input, run, result }: { name: string; input: unknown; run: ToolRun | undefined; result: { isError: boolean } | undefined }) {
+  const ended = run?.ended ?? result;
+  const state = ended ? (ended.isError ? 'failed' : 'done') : run ? 'running' : 'called';
   return (
     <div className={`tool tool-${state}`} data-testid="tool-call" data-tool={name}>
       <div className="tool-head">
@@ -63,7 +67,17 @@ function ToolResult({ part }: { part: ToolResultPart }) {
   );
 }
 
-export function PartView({ part, tools, streaming }: { part: Part; tools: Record<string, ToolRun>; streaming: boolean }) {
+export function PartView({
+  part,
+  tools,
+  results,
+  streaming,
+}: {
+  part: Part;
+  tools: Record<string, ToolRun>;
+  results: ToolResults;
+  streaming: boolean;
+}) {
   switch (part.type) {
     case 'text':
       return (
@@ -80,7 +94,7 @@ export function PartView({ part, tools, streaming }: { part: Part; tools: Record
         </details>
       );
     case 'tool_call':
-      return <ToolCall name={part.name} input={part.input} run={tools[part.tool_call_id]} />;
+      return <ToolCall name={part.name} input={part.input} run={tools[part.tool_call_id]} result={results.get(part.tool_call_id)} />;
     case 'tool_result':
       return <ToolResult part={part} />;
     case 'image':
@@ -97,11 +111,13 @@ export function PartView({ part, tools, streaming }: { part: Part; tools: Record
 export function MessageView({
   message,
   tools,
+  results,
   streaming,
   onFork,
 }: {
   message: Message;
   tools: Record<string, ToolRun>;
+  results: ToolResults;
   streaming: boolean;
   onFork?: (message: Message) => void;
 }) {
@@ -118,7 +134,7 @@ export function MessageView({
         )}
       </header>
       {message.parts.map((part) => (
-        <PartView key={part.id} part={part} tools={tools} streaming={streaming} />
+        <PartView key={part.id} part={part} tools={tools} results={results} streaming={streaming} />
       ))}
       {message.stop_reason === 'aborted' && <div className="stopped">stopped{message.error ? `: ${message.error}` : ''}</div>}
       {message.stop_reason === 'error' && message.error && <div className="stopped error">{message.error}</div>}

@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+step "building the web UI"
+npm run --prefix frontend --silent build
+
 step "building Octo (release)"
 cargo build --release --locked -p octo-gateway -p octo-tools -p octo-hstry --bin octo --bin octoctl --bin octo-hstry
 

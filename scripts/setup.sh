@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What both commands need besides the Rust toolchain: Debian's bubblewrap (every harness runs in
-# it) and the pinned pi, installed project-locally with `npm ci` (never globally). Sourced by
-# scripts/run.sh and scripts/test.sh.
+# it), the pinned pi and the web UI's packages, installed project-locally with `npm ci` (never
+# globally). Sourced by scripts/run.sh and scripts/test.sh.
 set -euo pipefail
 
 step() { printf '\n== %s\n' "$*"; }
@@ -24,3 +24,8 @@ if [ ! -x harnesses/pi/node_modules/.bin/pi ] || [ harnesses/pi/package-lock.jso
   npm ci --prefix harnesses/pi --no-audit --no-fund --loglevel=error
 fi
 harnesses/pi/node_modules/.bin/pi --version
+
+step "web UI packages (project-local, pinned)"
+if [ ! -d frontend/node_modules/.bin ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; then
+  npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+fi

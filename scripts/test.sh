@@ -36,12 +36,23 @@ fi
 step "format"
 cargo fmt --all -- --check
 
+step "web UI: lint, type check, unit tests, build"
+npm run --prefix frontend --silent lint
+npm run --prefix frontend --silent typecheck
+npm run --prefix frontend --silent test
+npm run --prefix frontend --silent build
+
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --locked --profile ci
 cargo test --workspace --locked --doc
+
+step "web UI end to end (Playwright in Debian's Chromium, real octo, pi and scripted model)"
+cargo build --locked -p octo-gateway -p octo-tools --bin octo --bin octo-model --bin octo-proxy
+CHROMIUM="$(command -v chromium)" npm run --prefix frontend --silent e2e
+echo "screenshots: frontend/e2e/artifacts/"
 
 step "benchmark smoke runs (figures are not meaningful here; see README for real runs)"
 cargo run --locked --quiet -p octo-tools --bin octo-bench -- log --seconds 0.3 --dir target/bench-smoke >/dev/null

@@ -75,52 +75,8 @@ pub fn run(args: &GraphqlArgs) -> anyhow::Result<Value> {
 
 async fn measure(args: &GraphqlArgs) -> anyhow::Result<Value> {
     let binary = super::fanout::octo_binary(args.octo.as_deref())?;
-    std::fs::create_dir_all(&args.dir)?;
-    let temp = tempfile::tempdir_in(&args.dir)?;
-    let data_dir = temp.path().join("data");
-    let workspaces = temp.path().join("workspaces");
-
-    // Start once to create the user, then seed its sessions while the server is down.
-    let user = {
-        let octo = start_octo(&binary, &data_dir, &workspaces)?;
-        let data =
-            crate::graphql::request(&octo.url, &octo.token, "{ me { id } }", json!({})).await?;
-        data["me"]["id"].as_str().unwrap_or_default().to_owned()
-    };
-    let _ = std::fs::remove_file(data_dir.join("url"));
-    let user = octo_core::UserId::new(&user)?;
-    let long = {
-        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(data_dir.join("log")))?;
-        let others = super::history::seed(log.as_ref(), &user, args.sessions, 20, 500).await?;
-        drop(others);
-        let long = super::history::seed(log.as_ref(), &user, 1, args.messages, 500).await?;
-        long.first()
-            .copied()
-            .ok_or_else(|| anyhow::anyhow!("no session seeded"))?
-    };
-    let octo = start_octo(&binary, &data_dir, &workspaces)?;
+    let (_temp, octo, long) = seeded_octo(&binary, &args.dir, args.sessions, args.messages).await?;
     let mut client = GraphqlClient::connect(&octo.url, &octo.token).await?;
-    // Wait until every projection has applied the seeded log.
-    let caught_up_in = Instant::now();
-    loop {
-        let data = client
-            .request("{ projections { behind } }", json!({}))
-            .await?;
-        let behind: u64 = data["projections"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| p["behind"].as_u64().unwrap_or(0))
-            .sum();
-        if behind == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            caught_up_in.elapsed() < Duration::from_secs(600),
-            "the projections did not catch up in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let id = json!({"id": long});
     let session_query = "query S($id: ID!) { session(id: $id) { asOf nextBefore
         summary { id title messageCount } messages { id role text offset forkOffset } } }";
@@ -158,4 +114,63 @@ async fn measure(args: &GraphqlArgs) -> anyhow::Result<Value> {
         "sessions_first_50": {"p50_ms": list_p50, "p99_ms": list_p99, "requests": list_n},
         "log_entries_paged": {"entries_per_s": entries as f64 / log_seconds, "passes": passes},
     }))
+}
+
+/// A real `octo serve` on a fresh data dir in `dir` holding `sessions` sessions of 20 messages
+/// and one of `messages` messages (~500 bytes each, `octo-bench seed`), once every projection has
+/// applied them. Returns the folder (removed on drop), the server and the long session's id.
+///
+/// # Errors
+/// When octo cannot start, the seeding fails, or the projections take over 10 minutes.
+pub(super) async fn seeded_octo(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    sessions: usize,
+    messages: usize,
+) -> anyhow::Result<(tempfile::TempDir, super::fanout::Octo, octo_core::SessionId)> {
+    std::fs::create_dir_all(dir)?;
+    let temp = tempfile::tempdir_in(dir)?;
+    let data_dir = temp.path().join("data");
+    let workspaces = temp.path().join("workspaces");
+
+    // Start once to create the user, then seed its sessions while the server is down.
+    let user = {
+        let octo = start_octo(binary, &data_dir, &workspaces)?;
+        let data =
+            crate::graphql::request(&octo.url, &octo.token, "{ me { id } }", json!({})).await?;
+        data["me"]["id"].as_str().unwrap_or_default().to_owned()
+    };
+    let _ = std::fs::remove_file(data_dir.join("url"));
+    let user = octo_core::UserId::new(&user)?;
+    let long = {
+        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(data_dir.join("log")))?;
+        super::history::seed(log.as_ref(), &user, sessions, 20, 500).await?;
+        let long = super::history::seed(log.as_ref(), &user, 1, messages, 500).await?;
+        long.first()
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("no session seeded"))?
+    };
+    let octo = start_octo(binary, &data_dir, &workspaces)?;
+    let mut client = GraphqlClient::connect(&octo.url, &octo.token).await?;
+    let caught_up_in = Instant::now();
+    loop {
+        let data = client
+            .request("{ projections { behind } }", json!({}))
+            .await?;
+        let behind: u64 = data["projections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["behind"].as_u64().unwrap_or(0))
+            .sum();
+        if behind == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            caught_up_in.elapsed() < Duration::from_secs(600),
+            "the projections did not catch up in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((temp, octo, long))
 }

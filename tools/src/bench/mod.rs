@@ -5,6 +5,7 @@ mod fanout;
 mod graphql;
 mod history;
 mod log;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ pub enum Bench {
     Hstry(history::HstryArgs),
     /// GraphQL reads (a session, the listing, log pages) against a real `octo serve`.
     Graphql(graphql::GraphqlArgs),
+    /// The web UI in Chromium on a seeded long session: open, scroll to the top, frame times.
+    Ui(ui::UiArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -48,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         Bench::Rebuild(args) => history::run_rebuild(&args),
         Bench::Hstry(args) => history::run_hstry(&args),
         Bench::Graphql(args) => graphql::run(&args),
+        Bench::Ui(args) => ui::run(&args),
     }
 }

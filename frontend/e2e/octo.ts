@@ -61,7 +61,17 @@ async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60
   }
 }
 
-export async function startOcto(turns: Turn[], options: { seedDataDir?: string } = {}): Promise<Octo> {
+export interface StartOptions {
+  /** Octo's own demo mode (its built-in scripted model) instead of the test's script. */
+  demo?: boolean;
+  /** pi extensions to load in every session. */
+  extensions?: string[];
+}
+
+/** The repository's root. */
+export const repoRoot = root;
+
+export async function startOcto(turns: Turn[], options: StartOptions = {}): Promise<Octo> {
   const dir = mkdtempSync(join(tmpdir(), 'octo-e2e-'));
   const children: ChildProcess[] = [];
   const run = (cmd: string, args: string[], env: Record<string, string> = {}) => {
@@ -92,13 +102,15 @@ export async function startOcto(turns: Turn[], options: { seedDataDir?: string }
     retry: { enabled: false, maxRetries: 0, baseDelayMs: 100, provider: { maxRetries: 0 } },
   }));
 
-  const dataDir = options.seedDataDir ?? join(dir, 'data');
+  const dataDir = join(dir, 'data');
   const workspaces = join(dir, 'workspaces');
   mkdirSync(workspaces, { recursive: true });
   writeFileSync(join(workspaces, 'README.md'), '# e2e workspace\n');
+  const models = options.demo ? ['--demo'] : ['--pi-config', piConfig, '--model', 'fake/fake-model'];
+  const extensions = (options.extensions ?? []).flatMap((e) => ['--pi-extension', e]);
   run(bin('octo'), [
     'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--workspaces', workspaces,
-    '--pi-config', piConfig, '--model', 'fake/fake-model', '--no-hstry',
+    ...models, ...extensions, '--no-hstry',
     '--frontend', join(root, 'frontend', 'dist'),
     '--sandbox', join(dir, 'sandbox.toml'),
   ], { RUST_LOG: process.env.RUST_LOG ?? 'warn' });
@@ -135,7 +147,7 @@ export async function startOcto(turns: Turn[], options: { seedDataDir?: string }
         child.kill('SIGTERM');
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
       }
-      if (!options.seedDataDir) rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -2,7 +2,7 @@
 // model. The proxy between the browser and octo cuts real sockets (Playwright's offline mode does
 // not cut WebSockets). Screenshots of each step are kept in e2e/artifacts/.
 import { expect, test, type Browser, type Page } from '@playwright/test';
-import { startOcto, type Octo } from './octo';
+import { repoRoot, startOcto, type Octo } from './octo';
 
 const LONG = Array.from({ length: 40 }, (_, i) => `w${String(i + 1).padStart(2, '0')}`).join(' ');
 const usage = { prompt_tokens: 1200, completion_tokens: 300, total_tokens: 1500 };
@@ -56,7 +56,9 @@ test.describe.serial('Octo in Chromium', () => {
       { match: 'zebracorn', text: 'Let me run the tool.', tool_calls: [{ name: 'bash', arguments: { command: 'echo tool-said-$((40+2))' } }], usage },
       { match: 'zebracorn', text: 'The tool printed its answer.', usage },
       { match: 'long story', text: LONG, chunks: 40, chunk_delay_ms: 150, usage },
-    ]);
+      { match: 'clean up', text: 'Cleaning up.', tool_calls: [{ name: 'bash', arguments: { command: 'touch junk.txt && rm junk.txt && echo removed' } }] },
+      { match: 'removed', text: 'Done cleaning.' },
+    ], { extensions: [`${repoRoot}/gateway/tests/fixtures/confirm-extension.js`] });
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.on('console', (m) => {
       if (m.type() === 'error') console.log(`[browser] ${m.text()}`);
@@ -192,6 +194,20 @@ test.describe.serial('Octo in Chromium', () => {
     await shot('07-replay');
   });
 
+  test("an extension's question is a dialog, and the answer reaches the agent", async () => {
+    await page.getByRole('button', { name: 'New session' }).click();
+    await expect(page).toHaveURL(sessionPath);
+    await prompt('please clean up the junk');
+    const dialog = page.getByRole('dialog', { name: 'Dangerous command' });
+    await expect(dialog).toBeVisible();
+    await expect(dialog).toContainText('rm junk.txt');
+    await shot('08-input-dialog');
+    await dialog.getByRole('button', { name: 'Yes' }).click();
+    await expect(dialog).toHaveCount(0);
+    await expect(page.getByTestId('tool-result').filter({ hasText: 'removed' })).toBeVisible();
+    await expect(messages().filter({ hasText: 'Done cleaning.' })).toHaveCount(1);
+  });
+
   test('search finds the earlier session by a word in its content', async () => {
     await page.getByRole('button', { name: 'New session' }).click();
     await expect(page).toHaveURL(sessionPath);
@@ -199,7 +215,7 @@ test.describe.serial('Octo in Chromium', () => {
     await page.getByRole('searchbox', { name: 'Search sessions' }).fill('zebracorn');
     const hit = page.getByTestId('search-hit').filter({ hasText: 'zebracorn' }).first();
     await expect(hit).toBeVisible();
-    await shot('08-search');
+    await shot('09-search');
     await hit.click();
     await expect(page).toHaveURL(new RegExp(`/s/${firstSession}$`));
     await expect(messages().filter({ hasText: 'Please run the tool for the zebracorn.' })).toHaveCount(1);
@@ -215,7 +231,7 @@ test.describe.serial('Octo in Chromium', () => {
     expect(input).toBeGreaterThanOrEqual(1200 * 3);
     await expect(page.getByTestId('total-input')).not.toHaveText('0');
     await expect(page.locator('.recharts-bar-rectangle').first()).toBeVisible();
-    await shot('09-analytics');
+    await shot('10-analytics');
   });
 
   test('the log view tails the log, filtered', async () => {
@@ -226,6 +242,23 @@ test.describe.serial('Octo in Chromium', () => {
     await expect(page.getByTestId('log-list').locator('.log-row .type').first()).toHaveText(/^tool\./);
     const types = await page.getByTestId('log-list').locator('.log-row .type').allTextContents();
     expect(types.every((t) => t.startsWith('tool.'))).toBe(true);
-    await shot('10-log');
+    await shot('11-log');
+  });
+});
+
+test.describe('Octo in demo mode', () => {
+  test('says so in a banner', async ({ browser }: { browser: Browser }) => {
+    const demo = await startOcto([], { demo: true });
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(demo.url);
+      await tab.getByLabel('Token').fill(demo.token);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await expect(tab.getByTestId('demo-banner')).toContainText('Demo mode');
+      await tab.screenshot({ path: `${shots}/12-demo.png` });
+    } finally {
+      await tab.close();
+      await demo.stop();
+    }
   });
 });

@@ -45,6 +45,8 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
   const firstKey = useRef<string | null>(null);
+  /** The first row on screen and how far the view is scrolled into it. */
+  const anchor = useRef<{ key: string; delta: number } | null>(null);
   // eslint-disable-next-line react-hooks/incompatible-library -- the virtualizer is the point here
   const virtualizer = useVirtualizer({
     count: items.length,
@@ -54,12 +56,14 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
     getItemKey: (index) => items[index].key,
   });
 
-  // Older pages go in front: keep the message that was first where it was.
+  // Older pages go in front: the row that was on top stays where it was on screen.
   useLayoutEffect(() => {
     const key = items[0]?.key ?? null;
-    if (firstKey.current && key !== firstKey.current && !pinned.current) {
-      const index = items.findIndex((i) => i.key === firstKey.current);
-      if (index > 0) virtualizer.scrollToIndex(index, { align: 'start' });
+    const kept = anchor.current;
+    if (firstKey.current && key !== firstKey.current && !pinned.current && kept) {
+      const index = items.findIndex((i) => i.key === kept.key);
+      const at = index >= 0 ? virtualizer.getOffsetForIndex(index, 'start') : undefined;
+      if (at) virtualizer.scrollToOffset(at[0] + kept.delta);
     }
     firstKey.current = key;
   }, [items, virtualizer]);
@@ -73,7 +77,9 @@ export function MessageList({ view, outbox, onFork, onNearTop }: Props) {
     const el = scroller.current;
     if (!el) return;
     pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
-    if (el.scrollTop < 400) onNearTop?.();
+    const top = virtualizer.getVirtualItems().find((v) => v.end > el.scrollTop);
+    if (top && items[top.index]) anchor.current = { key: items[top.index].key, delta: el.scrollTop - top.start };
+    if (el.scrollTop < 2 * el.clientHeight) onNearTop?.();
   };
 
   const streamingTools = view.tools;

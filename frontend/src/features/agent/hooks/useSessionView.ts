@@ -1,7 +1,11 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import type { LogEntry } from '@/lib/protocol';
+import type { LogEntry, Message, SnapshotResult } from '@/lib/protocol';
 import { RequestError, useClient } from '@/lib/ws';
 import { applyEntries, emptyView, fromSnapshot, prependOlder, type SessionView } from '../model/session';
+
+const PREFETCH_ROWS = 20_000;
+const OLDER_PAGES_PER_RENDER = 5;
+const OLDER_PAGES_ON_DEMAND = 5;
 
 export interface SessionState {
   view: SessionView | null;
@@ -23,7 +27,7 @@ export function useSessionView(sessionId: string): SessionState {
   const [error, setError] = useState<string | null>(null);
   const [caughtUp, setCaughtUp] = useState(false);
   const [loadingOlder, setLoadingOlder] = useState(false);
-  const asOf = useRef<number | null>(null);
+  const older = useRef<((pages: number) => Promise<void>) | null>(null);
 
   useEffect(() => {
     let cancelled = false;
@@ -42,8 +46,51 @@ export function useSessionView(sessionId: string): SessionState {
     client.agent.request({ type: 'snapshot', session_id: sessionId }, 'snapshot_result').then(
       (snapshot) => {
         if (cancelled) return;
-        asOf.current = snapshot.as_of;
         setView(fromSnapshot(snapshot));
+        let cursor = snapshot.next_before;
+        let rows = snapshot.messages.length;
+        let fetching = false;
+        // Pages of older messages, newest page first, committed in groups so a long history
+        // costs a few renders rather than one per page.
+        const fetchOlder = async (pages: number) => {
+          if (fetching || cursor === null || cancelled) return;
+          fetching = true;
+          setLoadingOlder(true);
+          let pending: Message[][] = [];
+          const commit = () => {
+            const messages = pending.reverse().flat();
+            pending = [];
+            const next = cursor;
+            if (!cancelled && messages.length > 0) setView((v) => (v ? prependOlder(v, messages, next) : v));
+          };
+          try {
+            for (let i = 0; i < pages && cursor !== null && !cancelled; i++) {
+              const page: SnapshotResult = await client.agent.request(
+                { type: 'snapshot', session_id: sessionId, at: snapshot.as_of, before: cursor },
+                'snapshot_result',
+              );
+              pending.push(page.messages);
+              rows += page.messages.length;
+              cursor = page.next_before;
+              if (pending.length === OLDER_PAGES_PER_RENDER) commit();
+            }
+            commit();
+            if (cursor === null && !cancelled) setView((v) => (v ? { ...v, olderBefore: null } : v));
+          } catch (e) {
+            if (!cancelled) setError(e instanceof RequestError ? `${e.error.code}: ${e.error.message}` : String(e));
+          } finally {
+            fetching = false;
+            if (!cancelled) setLoadingOlder(false);
+          }
+        };
+        older.current = fetchOlder;
+        // Older history loads in the background after the first render, up to PREFETCH_ROWS, so
+        // scrolling up rarely waits; beyond that it loads as the reader nears the top.
+        setTimeout(() => {
+          void (async () => {
+            while (!cancelled && cursor !== null && rows < PREFETCH_ROWS) await fetchOlder(OLDER_PAGES_PER_RENDER);
+          })();
+        }, 0);
         unsubscribe = client.agent.subscribeSession(sessionId, snapshot.as_of, {
           onEntry: (entry) => {
             buffer.push(entry);
@@ -73,18 +120,9 @@ export function useSessionView(sessionId: string): SessionState {
     };
   }, [client, sessionId]);
 
-  const olderBefore = view?.olderBefore ?? null;
   const loadOlder = useCallback(() => {
-    if (olderBefore === null || loadingOlder) return;
-    setLoadingOlder(true);
-    client.agent
-      .request({ type: 'snapshot', session_id: sessionId, at: asOf.current ?? undefined, before: olderBefore }, 'snapshot_result')
-      .then(
-        (page) => setView((v) => (v ? prependOlder(v, page) : v)),
-        (e: unknown) => setError(String(e)),
-      )
-      .finally(() => setLoadingOlder(false));
-  }, [client, sessionId, olderBefore, loadingOlder]);
+    void older.current?.(OLDER_PAGES_ON_DEMAND);
+  }, []);
 
   return { view, error, caughtUp, loadOlder, loadingOlder };
 }

@@ -120,11 +120,14 @@ export function fromSnapshot(snapshot: SnapshotResult): SessionView {
   };
 }
 
-/** Older messages from a `snapshot {before}` page, put in front. */
-export function prependOlder(view: SessionView, page: SnapshotResult): SessionView {
+/**
+ * Older messages, oldest first (from `snapshot {before}` pages), put in front; `nextBefore` is the
+ * last page's `next_before`.
+ */
+export function prependOlder(view: SessionView, messages: readonly Message[], nextBefore: number | null): SessionView {
   const known = new Set(view.rows.map((r) => r.key));
-  const older = page.messages.filter((m) => !known.has(m.id)).map((m) => messageRow(m, null));
-  return { ...view, rows: [...older, ...view.rows], olderBefore: page.next_before };
+  const older = messages.filter((m) => !known.has(m.id)).map((m) => messageRow(m, null));
+  return { ...view, rows: [...older, ...view.rows], olderBefore: nextBefore };
 }
 
 /** Folds entries in offset order; an offset at or below `lastOffset` is ignored (dedupe). */

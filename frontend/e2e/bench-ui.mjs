@@ -42,10 +42,13 @@ try {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
 
-  /** In the page: ms from `start()` to the first frame where `selector` is inside the message list. */
-  const untilVisible = (selector, action) =>
+  /**
+   * In the page: ms from the start of `action` (`click` on a selector, or `top`: keep the message
+   * list scrolled to its top) to the first frame where `target` is inside the message list.
+   */
+  const untilVisible = (target, action, clickOn) =>
     page.evaluate(
-      ([sel, act]) =>
+      ([sel, act, click]) =>
         new Promise((resolve, reject) => {
           const visible = () => {
             const el = document.querySelector(sel);
@@ -56,6 +59,7 @@ try {
             return r.bottom > l.top && r.top < l.bottom && r.height > 0;
           };
           const started = performance.now();
+          if (act === 'click') document.querySelector(click).click();
           const step = () => {
             if (act === 'top') {
               const list = document.querySelector('[data-testid="messages"]');
@@ -67,7 +71,7 @@ try {
           };
           step();
         }),
-      [selector, action],
+      [target, action, clickOn],
     );
 
   const loads = [];
@@ -85,28 +89,7 @@ try {
     await page.goto(`${url}/`);
     const link = page.locator(`a[data-session="${session}"]`);
     await link.waitFor({ state: 'visible' });
-    opens.push(
-      await page.evaluate(
-        ([sid, mid]) =>
-          new Promise((resolve, reject) => {
-            const started = performance.now();
-            document.querySelector(`a[data-session="${sid}"]`).click();
-            const step = () => {
-              const el = document.querySelector(`[data-message-id="${mid}"]`);
-              const list = document.querySelector('[data-testid="messages"]');
-              if (el && list) {
-                const r = el.getBoundingClientRect();
-                const l = list.getBoundingClientRect();
-                if (r.bottom > l.top && r.top < l.bottom && r.height > 0) return resolve(performance.now() - started);
-              }
-              if (performance.now() - started > 60_000) return reject(new Error('newest message never visible'));
-              requestAnimationFrame(step);
-            };
-            step();
-          }),
-        [session, newest],
-      ),
-    );
+    opens.push(await untilVisible(`[data-message-id="${newest}"]`, 'click', `a[data-session="${session}"]`));
 
     // Scrolling to the very first message: older pages load as the top nears.
     tops.push(await untilVisible(`[data-message-id="${oldest}"]`, 'top'));

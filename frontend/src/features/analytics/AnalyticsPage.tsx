@@ -39,6 +39,26 @@ function useAnalytics(groupBy: string[], days: number) {
   });
 }
 
+/** Input and output tokens stacked, one bar per value of `x`. */
+function TokensChart({ title, data, x }: { title: string; data: readonly object[]; x: string }) {
+  return (
+    <figure>
+      <figcaption>{title}</figcaption>
+      <ResponsiveContainer width="100%" height={220}>
+        <BarChart data={[...data]}>
+          <CartesianGrid strokeDasharray="3 3" />
+          <XAxis dataKey={x} />
+          <YAxis />
+          <Tooltip />
+          <Legend />
+          <Bar dataKey="inputTokens" name="input" stackId="t" fill="#5b8def" isAnimationActive={false} />
+          <Bar dataKey="outputTokens" name="output" stackId="t" fill="#e0a040" isAnimationActive={false} />
+        </BarChart>
+      </ResponsiveContainer>
+    </figure>
+  );
+}
+
 /** Tokens, cost and time by day, model and harness, refreshed as sessions change. */
 export function AnalyticsPage() {
   const [days, setDays] = useState(30);
@@ -101,20 +121,7 @@ export function AnalyticsPage() {
         </div>
       </div>
       <div className="charts">
-        <figure>
-          <figcaption>Tokens by day</figcaption>
-          <ResponsiveContainer width="100%" height={220}>
-            <BarChart data={dayRows}>
-              <CartesianGrid strokeDasharray="3 3" />
-              <XAxis dataKey="day" />
-              <YAxis />
-              <Tooltip />
-              <Legend />
-              <Bar dataKey="inputTokens" name="input" stackId="t" fill="#5b8def" isAnimationActive={false} />
-              <Bar dataKey="outputTokens" name="output" stackId="t" fill="#e0a040" isAnimationActive={false} />
-            </BarChart>
-          </ResponsiveContainer>
-        </figure>
+        <TokensChart title="Tokens by day" data={dayRows} x="day" />
         <figure>
           <figcaption>Cost and time by day</figcaption>
           <ResponsiveContainer width="100%" height={220}>
@@ -130,19 +137,7 @@ export function AnalyticsPage() {
             </LineChart>
           </ResponsiveContainer>
         </figure>
-        <figure>
-          <figcaption>Tokens by model</figcaption>
-          <ResponsiveContainer width="100%" height={220}>
-            <BarChart data={modelRows}>
-              <CartesianGrid strokeDasharray="3 3" />
-              <XAxis dataKey="label" />
-              <YAxis />
-              <Tooltip />
-              <Bar dataKey="inputTokens" name="input" stackId="t" fill="#5b8def" isAnimationActive={false} />
-              <Bar dataKey="outputTokens" name="output" stackId="t" fill="#e0a040" isAnimationActive={false} />
-            </BarChart>
-          </ResponsiveContainer>
-        </figure>
+        <TokensChart title="Tokens by model" data={modelRows} x="label" />
         <figure>
           <figcaption>Turns and tool calls by harness</figcaption>
           <ResponsiveContainer width="100%" height={220}>

@@ -1,7 +1,7 @@
 // The protocol client against a scripted socket: resume from the last offset, the outbox, dedupe.
 // (The end-to-end tests run the same client in Chromium against a real gateway and a real cut.)
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Connection, type SocketLike } from './connection';
+import { Connection, type ConnectionOptions, type SocketLike } from './connection';
 
 const S = '0193f1a0-5c2e-7b40-9a11-3c5e7d9f0b21';
 const RUN = '0193f1a0-5c2e-7b40-9a11-000000007000';
@@ -54,10 +54,10 @@ describe('Connection', () => {
   let connection: Connection;
   const socket = () => sockets[sockets.length - 1];
 
-  beforeEach(() => {
-    vi.useFakeTimers();
+  /** A connection whose sockets are fakes, collected in `sockets`. */
+  const connect = (options: Partial<ConnectionOptions> = {}) => {
     sockets = [];
-    connection = new Connection({
+    return new Connection({
       url: 'ws://test/api/ws',
       socket: () => {
         const s = new FakeSocket();
@@ -66,7 +66,13 @@ describe('Connection', () => {
       },
       backoff: { baseMs: 100, maxMs: 1000, jitter: 0 },
       pingMs: 60_000,
+      ...options,
     });
+  };
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    connection = connect();
   });
   afterEach(() => {
     connection.stop();
@@ -177,16 +183,7 @@ describe('Connection', () => {
 
   it('says signed out when a connection fails and the credentials are gone', async () => {
     connection.stop();
-    sockets = [];
-    connection = new Connection({
-      url: 'ws://test/api/ws',
-      socket: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
-      stillSignedIn: () => Promise.resolve(false),
-    });
+    connection = connect({ stillSignedIn: () => Promise.resolve(false) });
     socket().cut();
     await vi.runAllTimersAsync();
     expect(connection.getState()).toBe('signed_out');

@@ -15,6 +15,7 @@ export interface Turn {
   chunks?: number;
   chunk_delay_ms?: number;
   match?: string;
+  hang?: boolean;
   usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 

@@ -58,6 +58,7 @@ test.describe.serial('Octo in Chromium', () => {
       { match: 'long story', text: LONG, chunks: 40, chunk_delay_ms: 150, usage },
       { match: 'clean up', text: 'Cleaning up.', tool_calls: [{ name: 'bash', arguments: { command: 'touch junk.txt && rm junk.txt && echo removed' } }] },
       { match: 'removed', text: 'Done cleaning.' },
+      { match: 'hang on', text: 'Waiting for you.', hang: true },
     ], { extensions: [`${repoRoot}/gateway/tests/fixtures/confirm-extension.js`] });
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.on('console', (m) => {
@@ -208,6 +209,34 @@ test.describe.serial('Octo in Chromium', () => {
     await expect(messages().filter({ hasText: 'Done cleaning.' })).toHaveCount(1);
   });
 
+  test('aborts a run, changes the model, renames and deletes a session', async () => {
+    await page.getByRole('button', { name: 'New session' }).click();
+    await expect(page).toHaveURL(sessionPath);
+    const session = page.url().split('/s/')[1];
+    await prompt('please hang on');
+    await expect(messages().filter({ hasText: 'Waiting for you.' })).toHaveCount(1);
+    await expect(page.getByTestId('run-state')).toHaveAttribute('data-state', 'working');
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await expect(page.getByTestId('run-state')).toHaveAttribute('data-state', 'idle');
+    await expect(page.getByRole('button', { name: 'Abort' })).toHaveCount(0);
+
+    await page.getByRole('combobox', { name: 'Model' }).selectOption('fake/fake-model-2');
+    await expect(page.locator('.session-head')).toContainText('fake/fake-model-2');
+
+    await page.getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('textbox', { name: 'Title' }).fill('Renamed in the browser');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await expect(page.getByTestId('session-title')).toHaveText('Renamed in the browser');
+    const link = page.getByTestId('session-list').locator(`[data-session="${session}"]`);
+    await expect(link).toContainText('Renamed in the browser');
+    await shot('09-renamed');
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await expect(page).toHaveURL(`${octo.url}/`);
+    await expect(link).toHaveCount(0);
+  });
+
   test('search finds the earlier session by a word in its content', async () => {
     await page.getByRole('button', { name: 'New session' }).click();
     await expect(page).toHaveURL(sessionPath);
@@ -215,7 +244,7 @@ test.describe.serial('Octo in Chromium', () => {
     await page.getByRole('searchbox', { name: 'Search sessions' }).fill('zebracorn');
     const hit = page.getByTestId('search-hit').filter({ hasText: 'zebracorn' }).first();
     await expect(hit).toBeVisible();
-    await shot('09-search');
+    await shot('10-search');
     await hit.click();
     await expect(page).toHaveURL(new RegExp(`/s/${firstSession}$`));
     await expect(messages().filter({ hasText: 'Please run the tool for the zebracorn.' })).toHaveCount(1);
@@ -231,7 +260,7 @@ test.describe.serial('Octo in Chromium', () => {
     expect(input).toBeGreaterThanOrEqual(1200 * 3);
     await expect(page.getByTestId('total-input')).not.toHaveText('0');
     await expect(page.locator('.recharts-bar-rectangle').first()).toBeVisible();
-    await shot('10-analytics');
+    await shot('11-analytics');
   });
 
   test('the log view tails the log, filtered', async () => {
@@ -242,7 +271,16 @@ test.describe.serial('Octo in Chromium', () => {
     await expect(page.getByTestId('log-list').locator('.log-row .type').first()).toHaveText(/^tool\./);
     const types = await page.getByTestId('log-list').locator('.log-row .type').allTextContents();
     expect(types.every((t) => t.startsWith('tool.'))).toBe(true);
-    await shot('11-log');
+    await shot('12-log');
+  });
+
+  test('signs out, and the API refuses the old cookie', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(page.getByRole('form', { name: 'Sign in' })).toBeVisible();
+    const status = await page.evaluate(() =>
+      fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ me { id } }"}' }).then((r) => r.status),
+    );
+    expect(status).toBe(401);
   });
 });
 
@@ -255,7 +293,7 @@ test.describe('Octo in demo mode', () => {
       await tab.getByLabel('Token').fill(demo.token);
       await tab.getByRole('button', { name: 'Sign in' }).click();
       await expect(tab.getByTestId('demo-banner')).toContainText('Demo mode');
-      await tab.screenshot({ path: `${shots}/12-demo.png` });
+      await tab.screenshot({ path: `${shots}/13-demo.png` });
     } finally {
       await tab.close();
       await demo.stop();

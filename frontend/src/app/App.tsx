@@ -7,7 +7,7 @@ import { LoginPage } from '@/features/auth/LoginPage';
 import { LogPage } from '@/features/log/LogPage';
 import { SessionPage } from '@/features/agent/SessionPage';
 import { Sidebar } from '@/features/sessions/Sidebar';
-import { gql, GraphqlError, stillSignedIn } from '@/lib/graphql';
+import { closeGraphqlWs, gql, GraphqlError, stillSignedIn } from '@/lib/graphql';
 import { browserSocket, ClientContext, OctoClient, useConnectionState, useHello } from '@/lib/ws';
 
 // The charts library is most of the bundle: it loads with the analytics page.
@@ -45,6 +45,7 @@ function Connected({ onSignedOut }: { onSignedOut(): void }) {
     return () => {
       window.removeEventListener('online', online);
       client.stop();
+      closeGraphqlWs();
     };
   }, [client]);
   return (

@@ -50,6 +50,12 @@ export function graphqlWs(): Client {
   return wsClient;
 }
 
+/** Closes the subscription socket (sign-out): the next subscription opens a fresh one. */
+export function closeGraphqlWs(): void {
+  void wsClient?.dispose();
+  wsClient = null;
+}
+
 /** Calls `onNext` for each result of a subscription until the returned function is called. */
 export function subscribeGql<T>(
   query: string,

@@ -6,6 +6,7 @@ import { Composer } from './components/Composer';
 import { InputDialog } from './components/InputDialog';
 import { MessageList } from './components/MessageList';
 import { ScrubberBar, useScrubber } from './components/Scrubber';
+import { SessionActions } from './components/SessionActions';
 import { useForkHere } from './hooks/useForkHere';
 import { useReplay } from './hooks/useReplay';
 import { useSessionView } from './hooks/useSessionView';
@@ -62,6 +63,7 @@ function Session({ sessionId }: { sessionId: string }) {
           {formatTokens(view.usage.inputTokens)} in · {formatTokens(view.usage.outputTokens)} out · {formatCost(view.usage.costUsd)}
         </span>
         <span className="spacer" />
+        {!view.deleted && <SessionActions sessionId={sessionId} title={view.title} />}
         <button onClick={() => setReplaying((r) => !r)} aria-pressed={replaying}>
           {replaying ? 'Back to live' : 'Replay'}
         </button>

@@ -28,6 +28,7 @@ export function Sidebar() {
   const client = useClient();
   const hello = useHello();
   const [creating, setCreating] = useState<string | null>(null);
+  const [workspace, setWorkspace] = useState('.');
 
   const tree = useMemo(() => {
     const needle = deferred.toLowerCase();
@@ -45,7 +46,7 @@ export function Sidebar() {
   async function create() {
     const harness = hello?.harnesses.find((h) => h.available)?.name ?? 'pi';
     setCreating(null);
-    const { ack } = client.agent.command({ type: 'session.create', harness, workspace: '.' });
+    const { ack } = client.agent.command({ type: 'session.create', harness, workspace: workspace.trim() || '.' });
     const result = await ack;
     if (result.status === 'rejected' || !result.session_id) {
       setCreating(result.error?.message ?? 'the session was not created');
@@ -56,9 +57,23 @@ export function Sidebar() {
 
   return (
     <nav className="sidebar" aria-label="Sessions">
-      <button className="primary" onClick={() => void create()}>
-        New session
-      </button>
+      <form
+        className="new-session"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void create();
+        }}
+      >
+        <button className="primary" type="submit">
+          New session
+        </button>
+        <input
+          aria-label="Workspace"
+          title={hello ? `a folder under ${hello.workspaces_root} ("." is that folder)` : 'workspace'}
+          value={workspace}
+          onChange={(e) => setWorkspace(e.target.value)}
+        />
+      </form>
       {creating && (
         <p className="error" role="alert">
           {creating}

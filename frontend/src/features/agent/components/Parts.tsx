@@ -1,19 +1,19 @@
 import type { ImagePart, Message, Part, ToolResultPart } from '@/lib/protocol';
 import { formatDuration } from '@/components/format';
+import { splitRefs } from '../model/refs';
 import type { ToolRun } from '../model/session';
 
 /** Text with `@path` workspace references shown as file chips. */
 export function TextWithRefs({ text }: { text: string }) {
-  const pieces = text.split(/(^|\s)(@[\w./-]+[\w/-])/g);
   return (
     <div className="text">
-      {pieces.map((piece, i) =>
-        piece.startsWith('@') && piece.length > 1 ? (
-          <span key={i} className="file-ref" title={`workspace file ${piece.slice(1)}`}>
-            {piece}
+      {splitRefs(text).map((run, i) =>
+        run.ref ? (
+          <span key={i} className="file-ref" title={`workspace file ${run.ref}`}>
+            {run.text}
           </span>
         ) : (
-          <span key={i}>{piece}</span>
+          <span key={i}>{run.text}</span>
         ),
       )}
     </div>

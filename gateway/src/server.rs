@@ -360,6 +360,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             "/api/health",
             get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
         )
+        // An unknown API path is a 404 the client can read, never the web UI's index page.
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(
+                        serde_json::json!({"code": "not_found", "message": "no such API endpoint"}),
+                    ),
+                )
+            }),
+        )
         .with_state(Arc::clone(&app))
         .merge(crate::graphql::router(Arc::clone(&app)));
     let router = match &config.frontend {

@@ -125,3 +125,41 @@ async fn login_sets_a_cookie_that_opens_the_socket_from_the_same_origin() {
     let (status, _, _) = http(addr, "GET", "/api/ws", "").await;
     assert_eq!(status, 401);
 }
+
+/// `octo serve --frontend DIR` serves the built UI: its files, `index.html` for the UI's own routes
+/// (so `/s/<id>` loads the app), and a JSON 404 for an unknown API path.
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_the_web_ui_and_its_routes() {
+    let dist = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    std::fs::write(
+        dist.path().join("index.html"),
+        "<!doctype html><p>octo-ui-index</p>",
+    )
+    .expect("writes");
+    std::fs::create_dir_all(dist.path().join("assets")).expect("mkdir");
+    std::fs::write(
+        dist.path().join("assets/app.js"),
+        "console.log('octo-ui-app')",
+    )
+    .expect("writes");
+    let root = dist.path().to_path_buf();
+    let octo = Octo::start_with(json!([]), |config| config.frontend = Some(root)).await;
+    let addr = octo.server().addr();
+
+    for path in ["/", "/s/0193f1a0-5c2e-7b40-9a11-3c5e7d9f0b21", "/analytics"] {
+        let (status, _, body) = http(addr, "GET", path, "").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("octo-ui-index"), "{path}: {body}");
+    }
+    let (status, head, body) = http(addr, "GET", "/assets/app.js", "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("octo-ui-app"), "{body}");
+    assert!(head.to_ascii_lowercase().contains("javascript"), "{head}");
+
+    let (status, _, body) = http(addr, "GET", "/api/nope", "").await;
+    assert_eq!(status, 404);
+    let error: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(error["code"], "not_found");
+    let (status, _, _) = http(addr, "GET", "/api/health", "").await;
+    assert_eq!(status, 200);
+}

@@ -38,7 +38,7 @@ function Gate() {
 }
 
 function Connected({ onSignedOut }: { onSignedOut(): void }) {
-  const [client] = useState(() => new OctoClient({ socket: browserSocket, stillSignedIn }));
+  const [client] = useState(() => new OctoClient({ socket: browserSocket, stillSignedIn, storage: window.sessionStorage }));
   useEffect(() => {
     const online = () => client.agent.retryNow();
     window.addEventListener('online', online);

@@ -19,7 +19,8 @@ export class OctoClient {
     after: number | null,
     handlers: { onEntry(entry: LogEntry): void; onSubscribed?(head: number): void; onError?(e: ProtocolError): void },
   ): () => void {
-    if (!this.log) this.log = new Connection({ url: this.url(), ...this.options });
+    // The log connection sends no commands: it must not take over the stored outbox.
+    if (!this.log) this.log = new Connection({ url: this.url(), ...this.options, storage: undefined });
     this.logUsers += 1;
     const log = this.log;
     const stop = log.subscribeLog(filter, after, handlers);

@@ -115,6 +115,28 @@ describe('Connection', () => {
     expect(socket().ofType('prompt')).toHaveLength(0);
   });
 
+  it('keeps the outbox across a page load when given storage, and clears it once acked', () => {
+    const stored = new Map<string, string>();
+    const storage = {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => void stored.set(k, v),
+      removeItem: (k: string) => void stored.delete(k),
+    };
+    connection.stop();
+    connection = connect({ storage });
+    socket().cut();
+    const { commandId } = connection.command({ type: 'prompt', text: 'typed before the reload' }, S);
+    connection.stop();
+    // The page loads again: a new connection finds the command and sends it once, same id.
+    connection = connect({ storage });
+    expect(connection.getOutbox()).toMatchObject([{ commandId }]);
+    socket().open();
+    expect(socket().ofType('prompt')).toMatchObject([{ command_id: commandId, session_id: S, text: 'typed before the reload' }]);
+    socket().frame({ ch: 'agent', type: 'ack', command_id: commandId, status: 'accepted', offset: 9, session_id: S });
+    expect(stored.size).toBe(0);
+    expect(connect({ storage }).getOutbox()).toEqual([]);
+  });
+
   it('re-sends an unacknowledged command with the same id after a drop', async () => {
     socket().open();
     const { commandId, ack } = connection.command({ type: 'abort' }, S);

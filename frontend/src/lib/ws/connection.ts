@@ -50,6 +50,11 @@ export interface ConnectionOptions {
   pingMs?: number;
   /** Asked after a connection fails before its hello: false means the credentials are gone. */
   stillSignedIn?: () => Promise<boolean>;
+  /**
+   * Where the outbox is kept across page loads (the browser's sessionStorage): commands typed
+   * offline are sent after a reload too, under their original ids.
+   */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>;
   random?: () => number;
 }
 
@@ -96,6 +101,8 @@ export interface OutboxItem {
   body: CommandBody;
 }
 
+const OUTBOX_KEY = 'octo.outbox';
+
 const DEFAULT_BACKOFF: Backoff = { baseMs: 250, maxMs: 8000, jitter: 0.3 };
 
 export class Connection {
@@ -113,8 +120,8 @@ export class Connection {
   private readonly requests = new Map<string, Pending>();
   private readonly outbox = new Map<string, Outgoing & OutboxItem>();
   private readonly listeners = new Set<() => void>();
-  private readonly options: Required<Omit<ConnectionOptions, 'stillSignedIn'>> &
-    Pick<ConnectionOptions, 'stillSignedIn'>;
+  private readonly options: Required<Omit<ConnectionOptions, 'stillSignedIn' | 'storage'>> &
+    Pick<ConnectionOptions, 'stillSignedIn' | 'storage'>;
 
   constructor(options: ConnectionOptions) {
     this.options = {
@@ -123,6 +130,7 @@ export class Connection {
       random: Math.random,
       ...options,
     };
+    this.restoreOutbox();
     this.open();
   }
 
@@ -177,6 +185,7 @@ export class Connection {
     const ack = new Promise<Ack>((resolve) => {
       this.outbox.set(id, { frame, resolve, commandId: id, sessionId, body });
     });
+    this.saveOutbox();
     this.notify();
     if (this.state === 'online') this.write(frame);
     return { commandId: id, ack };
@@ -242,6 +251,33 @@ export class Connection {
       if (!this.subs.delete(id)) return;
       if (this.state === 'online') this.write({ ch: 'agent', type: 'unsubscribe_log', id });
     };
+  }
+
+  // ---- the outbox across page loads
+
+  private saveOutbox(): void {
+    const storage = this.options.storage;
+    if (!storage) return;
+    try {
+      if (this.outbox.size === 0) storage.removeItem(OUTBOX_KEY);
+      else storage.setItem(OUTBOX_KEY, JSON.stringify(this.getOutbox()));
+    } catch {
+      // Full or refused storage: the outbox still lives in memory.
+    }
+  }
+
+  private restoreOutbox(): void {
+    const stored = this.options.storage?.getItem(OUTBOX_KEY);
+    if (!stored) return;
+    try {
+      for (const item of JSON.parse(stored) as OutboxItem[]) {
+        const frame: Record<string, unknown> = { ch: 'agent', ...item.body, command_id: item.commandId };
+        if (item.sessionId) frame.session_id = item.sessionId;
+        this.outbox.set(item.commandId, { ...item, frame, resolve: () => {} });
+      }
+    } catch {
+      this.options.storage?.removeItem(OUTBOX_KEY);
+    }
   }
 
   // ---- the socket
@@ -351,6 +387,7 @@ export class Connection {
         const waiting = this.outbox.get(frame.command_id);
         if (!waiting) return;
         this.outbox.delete(frame.command_id);
+        this.saveOutbox();
         waiting.resolve(frame);
         this.notify();
         return;

@@ -84,7 +84,7 @@ export function AnalyticsPage() {
   }, [queryClient]);
 
   const error = byDay.error ?? byModel.error ?? byHarness.error;
-  const dayRows = (byDay.data ?? []).map((r) => ({ ...r, runS: r.runMs / 1000, toolS: r.toolMs / 1000 }));
+  const dayRows = (byDay.data ?? []).map((r) => ({ ...r, runS: r.runMs / 1000 }));
   const totals = dayRows.reduce(
     (t, r) => ({ input: t.input + r.inputTokens, output: t.output + r.outputTokens, cost: t.cost + r.costUsd, runMs: t.runMs + r.runMs }),
     { input: 0, output: 0, cost: 0, runMs: 0 },

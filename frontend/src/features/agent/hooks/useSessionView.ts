@@ -10,10 +10,7 @@ const OLDER_PAGES_ON_DEMAND = 5;
 export interface SessionState {
   view: SessionView | null;
   error: string | null;
-  /** The subscription has seen the head it started at. */
-  caughtUp: boolean;
   loadOlder(): void;
-  loadingOlder: boolean;
 }
 
 /**
@@ -25,8 +22,6 @@ export function useSessionView(sessionId: string): SessionState {
   const client = useClient();
   const [view, setView] = useState<SessionView | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [caughtUp, setCaughtUp] = useState(false);
-  const [loadingOlder, setLoadingOlder] = useState(false);
   const older = useRef<((pages: number) => Promise<void>) | null>(null);
 
   useEffect(() => {
@@ -34,14 +29,12 @@ export function useSessionView(sessionId: string): SessionState {
     let unsubscribe = () => {};
     let buffer: LogEntry[] = [];
     let scheduled = false;
-    let head = Infinity;
     const flush = () => {
       scheduled = false;
       const entries = buffer;
       buffer = [];
       if (cancelled || entries.length === 0) return;
       setView((v) => (v ? applyEntries(v, entries) : v));
-      if (entries[entries.length - 1].offset >= head) setCaughtUp(true);
     };
     client.agent.request({ type: 'snapshot', session_id: sessionId }, 'snapshot_result').then(
       (snapshot) => {
@@ -55,13 +48,11 @@ export function useSessionView(sessionId: string): SessionState {
         const fetchOlder = async (pages: number) => {
           if (fetching || cursor === null || cancelled) return;
           fetching = true;
-          setLoadingOlder(true);
           let pending: Message[][] = [];
           const commit = () => {
             const messages = pending.reverse().flat();
             pending = [];
-            const next = cursor;
-            if (!cancelled && messages.length > 0) setView((v) => (v ? prependOlder(v, messages, next) : v));
+            if (!cancelled && messages.length > 0) setView((v) => (v ? prependOlder(v, messages) : v));
           };
           try {
             for (let i = 0; i < pages && cursor !== null && !cancelled; i++) {
@@ -75,12 +66,10 @@ export function useSessionView(sessionId: string): SessionState {
               if (pending.length === OLDER_PAGES_PER_RENDER) commit();
             }
             commit();
-            if (cursor === null && !cancelled) setView((v) => (v ? { ...v, olderBefore: null } : v));
           } catch (e) {
             if (!cancelled) setError(e instanceof RequestError ? `${e.error.code}: ${e.error.message}` : String(e));
           } finally {
             fetching = false;
-            if (!cancelled) setLoadingOlder(false);
           }
         };
         older.current = fetchOlder;
@@ -98,10 +87,6 @@ export function useSessionView(sessionId: string): SessionState {
               scheduled = true;
               requestAnimationFrame(flush);
             }
-          },
-          onSubscribed: (h) => {
-            head = h;
-            if (h <= snapshot.as_of) setCaughtUp(true);
           },
           onReset: () => {
             buffer = [];
@@ -124,5 +109,5 @@ export function useSessionView(sessionId: string): SessionState {
     void older.current?.(OLDER_PAGES_ON_DEMAND);
   }, []);
 
-  return { view, error, caughtUp, loadOlder, loadingOlder };
+  return { view, error, loadOlder };
 }

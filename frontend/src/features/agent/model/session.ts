@@ -50,8 +50,6 @@ export interface SessionView {
   lastOffset: number | null;
   /** Completed messages and the run's failures and notices, oldest first. */
   rows: Row[];
-  /** `next_before` of the oldest snapshot page loaded (null: the whole history is here). */
-  olderBefore: number | null;
   /** The assistant message being streamed. */
   draft: Message | null;
   run: { runId: string; phase: Phase } | null;
@@ -73,7 +71,6 @@ export function emptyView(sessionId: string): SessionView {
     sessionId,
     lastOffset: null,
     rows: [],
-    olderBefore: null,
     draft: null,
     run: null,
     runState: 'idle',
@@ -104,7 +101,6 @@ export function fromSnapshot(snapshot: SnapshotResult): SessionView {
     ...view,
     lastOffset: snapshot.as_of,
     rows: snapshot.messages.map((m) => messageRow(m, null)),
-    olderBefore: snapshot.next_before,
     draft: snapshot.open_run?.draft ?? null,
     run: snapshot.open_run ? { runId: snapshot.open_run.run_id, phase: snapshot.open_run.phase } : null,
     runState: snapshot.open_run ? 'working' : summary.run_state,
@@ -120,14 +116,11 @@ export function fromSnapshot(snapshot: SnapshotResult): SessionView {
   };
 }
 
-/**
- * Older messages, oldest first (from `snapshot {before}` pages), put in front; `nextBefore` is the
- * last page's `next_before`.
- */
-export function prependOlder(view: SessionView, messages: readonly Message[], nextBefore: number | null): SessionView {
+/** Older messages, oldest first (from `snapshot {before}` pages), put in front. */
+export function prependOlder(view: SessionView, messages: readonly Message[]): SessionView {
   const known = new Set(view.rows.map((r) => r.key));
   const older = messages.filter((m) => !known.has(m.id)).map((m) => messageRow(m, null));
-  return { ...view, rows: [...older, ...view.rows], olderBefore: nextBefore };
+  return { ...view, rows: [...older, ...view.rows] };
 }
 
 /** Folds entries in offset order; an offset at or below `lastOffset` is ignored (dedupe). */

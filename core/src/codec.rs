@@ -5,6 +5,7 @@
 //! parsing work, so an oversized input costs nothing but its length check, and nesting is capped
 //! at [`DECODE_DEPTH_MAX`] in both encodings so hostile input cannot exhaust the stack.
 
+use serde::Deserialize as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -132,17 +133,22 @@ pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError>
         encoding: Encoding::Msgpack,
         detail,
     };
-    let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    // Read straight from the slice: strings and map keys are borrowed from it, not copied into a
+    // scratch buffer first (the reader-based path costs a `read_to_end` per string and key).
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
     // rmp-serde allows 1024 levels, which overflows a 2 MiB stack in debug builds once serde's
     // tagged-enum buffering recurses over them; a stack overflow aborts the process.
     deserializer.set_max_depth(DECODE_DEPTH_MAX);
     let value = T::deserialize(&mut deserializer).map_err(|e| invalid(e.to_string()))?;
-    let consumed = usize::try_from(deserializer.position()).unwrap_or(usize::MAX);
-    let rest = bytes.len().saturating_sub(consumed);
-    if rest != 0 {
-        return Err(invalid(format!("{rest} trailing bytes after the value")));
+    // The value must be all there is: another marker, whatever follows it, is refused.
+    match serde::de::IgnoredAny::deserialize(&mut deserializer) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(value)
+        }
+        _ => Err(invalid("trailing bytes after the value".to_owned())),
     }
-    Ok(value)
 }
 
 /// Decodes in the given encoding, refusing inputs over `max_bytes` before parsing.

@@ -37,9 +37,15 @@ pub(super) struct Prepared {
     pub caused_by_command: bool,
 }
 
+/// What an append request is answered: a receipt per entry, or why none was appended.
+pub(super) type Outcome = Result<Vec<Receipt>, AppendError>;
+
+/// Where the answer goes.
+pub(super) type Reply = oneshot::Sender<Outcome>;
+
 pub(super) struct AppendRequest {
     pub entries: Vec<Prepared>,
-    pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+    pub reply: Reply,
 }
 
 impl AppendRequest {
@@ -169,6 +175,39 @@ struct Staged {
     session_ts: HashMap<SessionId, Ms>,
 }
 
+/// A group being gathered: its requests decided and staged, nothing written yet.
+struct Group {
+    batch: OwnedWriteBatch,
+    staged: Staged,
+    published: Vec<(Arc<LogEntry>, usize)>,
+    /// Each request's reply and what it will be told once the group is durable.
+    requests: Vec<(Reply, Outcome)>,
+    n_entries: usize,
+    n_bytes: usize,
+    /// The clock for the whole group's timestamps.
+    now: Ms,
+    offset_before: Offset,
+}
+
+impl Group {
+    fn new(shared: &Shared, offset_before: Offset) -> Group {
+        Group {
+            batch: shared.db.batch(),
+            staged: Staged::default(),
+            published: Vec::new(),
+            requests: Vec::with_capacity(64),
+            n_entries: 0,
+            n_bytes: 0,
+            now: now_ms(),
+            offset_before,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.n_entries >= APPEND_BATCH_ENTRIES_MAX || self.n_bytes >= GROUP_BYTES_MAX
+    }
+}
+
 /// Longest a group waits for the appenders the previous groups answered; a lone appender never
 /// waits (its previous group had one request).
 const GROUP_GATHER_WAIT_MAX: Duration = Duration::from_micros(250);
@@ -224,59 +263,63 @@ impl Writer {
     pub(super) fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
         let shared = Arc::clone(&self.shared);
         let _guard = PoisonOnPanic(&shared);
-        let mut group: Vec<AppendRequest> = Vec::with_capacity(64);
         // The appenders answered by the last two groups are expected back; waiting briefly for
         // them keeps groups full instead of syncing the first few stragglers alone.
         let mut recent_group_sizes = [1usize; 2];
         while let Some(first) = requests.blocking_recv() {
-            let mut n_entries = first.entries.len();
-            let mut n_bytes = first.size_bytes();
-            group.push(first);
+            // Each request is decided and staged as it arrives, so the work of a group is done
+            // while its stragglers are still on their way; only commit and sync remain after.
+            let mut group = Group::new(&shared, self.next_offset);
+            self.add(&mut group, first);
             let expected = recent_group_sizes[0].max(recent_group_sizes[1]);
             let deadline = Instant::now() + GROUP_GATHER_WAIT_MAX;
             loop {
-                while n_entries < APPEND_BATCH_ENTRIES_MAX && n_bytes < GROUP_BYTES_MAX {
+                while !group.is_full() {
                     let Ok(next) = requests.try_recv() else { break };
-                    n_entries += next.entries.len();
-                    n_bytes += next.size_bytes();
-                    group.push(next);
+                    self.add(&mut group, next);
                 }
-                if group.len() >= expected
-                    || n_entries >= APPEND_BATCH_ENTRIES_MAX
-                    || n_bytes >= GROUP_BYTES_MAX
-                    || Instant::now() >= deadline
+                if group.requests.len() >= expected || group.is_full() || Instant::now() >= deadline
                 {
                     break;
                 }
                 std::thread::sleep(GROUP_GATHER_POLL);
             }
-            recent_group_sizes = [recent_group_sizes[1], group.len()];
-            if let Err(reason) = self.write_group(&mut group) {
+            recent_group_sizes = [recent_group_sizes[1], group.requests.len()];
+            if let Err(reason) = self.finish(group) {
                 self.shared.poisoned.store(true, Ordering::Release);
                 tracing::error!(%reason, "log write failed; the log refuses appends until reopened");
-                let error = AppendError::Unavailable { reason };
-                for request in group.drain(..) {
-                    // The appender may have gone away; nothing to do then.
-                    let _ = request.reply.send(Err(error.clone()));
-                }
                 return;
             }
         }
     }
 
-    /// Writes, syncs and answers one group.
-    fn write_group(&mut self, group: &mut Vec<AppendRequest>) -> Result<(), String> {
+    /// Decides and stages one request into the group.
+    fn add(&mut self, group: &mut Group, mut request: AppendRequest) {
+        group.n_entries += request.entries.len();
+        group.n_bytes += request.size_bytes();
+        let entries = std::mem::take(&mut request.entries);
+        let outcome = self.stage(
+            entries,
+            group.now,
+            &mut group.batch,
+            &mut group.staged,
+            &mut group.published,
+        );
+        group.requests.push((request.reply, outcome));
+    }
+
+    /// Writes, syncs and answers one group. A failed commit or sync answers every request of the
+    /// group `unavailable` and returns the reason; the caller poisons the log.
+    fn finish(&mut self, group: Group) -> Result<(), String> {
+        let Group {
+            mut batch,
+            mut staged,
+            published,
+            requests,
+            offset_before,
+            ..
+        } = group;
         let shared = Arc::clone(&self.shared);
-        let offset_before = self.next_offset;
-        let mut batch = shared.db.batch();
-        let mut staged = Staged::default();
-        let mut published: Vec<(Arc<LogEntry>, usize)> = Vec::new();
-        let now = now_ms();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group.iter_mut() {
-            let entries = std::mem::take(&mut request.entries);
-            outcomes.push(self.stage(entries, now, &mut batch, &mut staged, &mut published));
-        }
         let n_appended = published.len() as u64;
         assert_eq!(
             self.next_offset.get(),
@@ -293,9 +336,29 @@ impl Writer {
                 );
             }
             let commit_started = Instant::now();
-            batch.commit().map_err(|e| format!("write failed: {e}"))?;
-            let sync_started = Instant::now();
-            shared.sync().map_err(|e| format!("sync failed: {e}"))?;
+            let written = batch
+                .commit()
+                .map_err(|e| format!("write failed: {e}"))
+                .and_then(|()| {
+                    let sync_started = Instant::now();
+                    shared
+                        .sync()
+                        .map_err(|e| format!("sync failed: {e}"))
+                        .map(|()| sync_started)
+                });
+            let sync_started = match written {
+                Ok(sync_started) => sync_started,
+                Err(reason) => {
+                    let error = AppendError::Unavailable {
+                        reason: reason.clone(),
+                    };
+                    for (reply, _) in requests {
+                        // The appender may have gone away; nothing to do then.
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                    return Err(reason);
+                }
+            };
             let stats = &shared.stats;
             stats
                 .commit_micros
@@ -324,8 +387,8 @@ impl Writer {
             }
             self.session_ts.extend(staged.session_ts.drain());
         }
-        for (request, outcome) in group.drain(..).zip(outcomes) {
-            let _ = request.reply.send(outcome);
+        for (reply, outcome) in requests {
+            let _ = reply.send(outcome);
         }
         if !published.is_empty() {
             shared.hub.publish(&published);
@@ -342,7 +405,7 @@ impl Writer {
         batch: &mut OwnedWriteBatch,
         staged: &mut Staged,
         published: &mut Vec<(Arc<LogEntry>, usize)>,
-    ) -> Result<Vec<Receipt>, AppendError> {
+    ) -> Outcome {
         let shared = Arc::clone(&self.shared);
         let unreadable = |reason: String| AppendError::Unavailable {
             reason: format!("cannot read the log's state: {reason}"),

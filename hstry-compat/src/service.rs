@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fjall::Keyspace;
 use octo_core::history::{
     HistoryAttachmentAdded, HistoryConversationDeleted, HistoryConversationTouched,
     HistoryConversationUpdated, HistoryConversationUpserted, HistoryMessageUpserted,
@@ -18,6 +19,7 @@ use octo_projections::history::History;
 use octo_projections::history::conversations::{ConversationRecord, Conversations, Origin};
 use octo_projections::sessions::Sessions;
 use octo_projections::{ProjectionHandle, ProjectionStore, StoreError, StoreSnapshot, WaitError};
+use rayon::prelude::*;
 use tonic::{Request, Response, Status};
 
 use crate::content;
@@ -51,6 +53,53 @@ pub struct Hstry {
 
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
+}
+
+/// A session's messages as hstry returns them; the last `limit` when given. A fork's inherited
+/// messages get ids of their own (HSTRY_API.md 8).
+fn session_messages(
+    snapshot: &StoreSnapshot,
+    history: &Keyspace,
+    sessions: &Keyspace,
+    record: &ConversationRecord,
+    limit: Option<usize>,
+) -> Result<Vec<proto::Message>, Status> {
+    let total = record.message_count as usize;
+    let fork = record.id.as_uuid();
+    let convert = |idx: usize, message: &octo_core::Message| {
+        let id = if idx < record.inherited as usize {
+            convert::inherited_message_id(&fork, &message.id.as_uuid())
+        } else {
+            message.id.as_uuid()
+        };
+        convert::session_message(record, message, i32::try_from(idx).unwrap_or(i32::MAX), id)
+    };
+    match limit {
+        Some(limit) if limit < total => {
+            let page = History::page(snapshot, history, sessions, &record.id, None, limit)
+                .map_err(store_failed)?;
+            let first_idx = total.saturating_sub(page.messages.len());
+            Ok(page
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(n, (_, message))| convert(first_idx + n, message))
+                .collect())
+        }
+        _ => {
+            let stored = History::view_stored(snapshot, history, sessions, &record.id)
+                .map_err(store_failed)?;
+            let first_idx = total.saturating_sub(stored.len());
+            stored
+                .par_iter()
+                .enumerate()
+                .map(|(n, (_, stored))| {
+                    let message = stored.decode().map_err(store_failed)?;
+                    Ok(convert(first_idx + n, &message))
+                })
+                .collect()
+        }
+    }
 }
 
 fn store_failed(e: StoreError) -> Status {
@@ -291,14 +340,14 @@ impl Hstry {
     /// A conversation's messages in idx order; the last `limit` when given.
     async fn messages(
         &self,
-        snapshot: &StoreSnapshot,
+        snapshot: StoreSnapshot,
         record: &ConversationRecord,
         limit: Option<usize>,
     ) -> Result<Vec<proto::Message>, Status> {
         match record.origin {
             Origin::Written => {
                 let stored = self
-                    .conversations(snapshot)
+                    .conversations(&snapshot)
                     .written_messages(&record.id, limit)
                     .map_err(store_failed)?;
                 let mut messages = Vec::with_capacity(stored.len());
@@ -308,37 +357,16 @@ impl Hstry {
                 Ok(messages)
             }
             Origin::Session => {
-                let total = record.message_count as usize;
-                let (history, sessions) = (self.history.keyspace(), self.sessions.keyspace());
-                let messages = match limit {
-                    Some(limit) if limit < total => {
-                        History::page(snapshot, history, sessions, &record.id, None, limit)
-                            .map_err(store_failed)?
-                            .messages
-                    }
-                    _ => History::view(snapshot, history, sessions, &record.id)
-                        .map_err(store_failed)?,
-                };
-                let first_idx = total.saturating_sub(messages.len());
-                let fork = record.id.as_uuid();
-                Ok(messages
-                    .iter()
-                    .enumerate()
-                    .map(|(n, (_, message))| {
-                        let idx = first_idx + n;
-                        let id = if idx < record.inherited as usize {
-                            convert::inherited_message_id(&fork, &message.id.as_uuid())
-                        } else {
-                            message.id.as_uuid()
-                        };
-                        convert::session_message(
-                            record,
-                            message,
-                            i32::try_from(idx).unwrap_or(i32::MAX),
-                            id,
-                        )
-                    })
-                    .collect())
+                let history = self.history.keyspace().clone();
+                let sessions = self.sessions.keyspace().clone();
+                let record = record.clone();
+                // A whole view is thousands of messages to decode and convert: off the async
+                // workers, on every core.
+                tokio::task::spawn_blocking(move || {
+                    session_messages(&snapshot, &history, &sessions, &record, limit)
+                })
+                .await
+                .map_err(internal)?
             }
         }
     }
@@ -885,7 +913,7 @@ impl ReadService for Arc<Hstry> {
             return Ok(Response::new(proto::GetMessagesResponse::default()));
         };
         let limit = (r.limit > 0).then(|| usize::try_from(r.limit).unwrap_or(usize::MAX));
-        let messages = self.messages(&snapshot, &record, limit).await?;
+        let messages = self.messages(snapshot, &record, limit).await?;
         Ok(Response::new(proto::GetMessagesResponse {
             conversation_id: record.id.to_string(),
             messages,

@@ -267,14 +267,33 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// A stored message and the offset its key carries.
 fn stored_message(guard: fjall::Guard) -> Result<(Offset, Message), StoreError> {
+    let (offset, value) = stored_bytes(guard)?;
+    Ok((offset, StoredMessage(value).decode()?))
+}
+
+fn stored_bytes(guard: fjall::Guard) -> Result<(Offset, fjall::Slice), StoreError> {
     let (key, value) = guard.into_inner().map_err(storage)?;
     let offset_bytes: [u8; 8] = key
         .get(17..25)
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| corrupt("message key is not 25 bytes"))?;
     let offset = Offset::from_be_bytes(offset_bytes).map_err(corrupt)?;
-    let message = octo_core::codec::from_msgpack(&value).map_err(corrupt)?;
-    Ok((offset, message))
+    Ok((offset, value))
+}
+
+/// A message as stored, not yet decoded: what [`History::view_stored`] returns, so a caller
+/// with many can decode them where it likes (in parallel, say).
+#[derive(Debug, Clone)]
+pub struct StoredMessage(fjall::Slice);
+
+impl StoredMessage {
+    /// The message.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the stored bytes are not a message.
+    pub fn decode(&self) -> Result<Message, StoreError> {
+        octo_core::codec::from_msgpack(&self.0).map_err(corrupt)
+    }
 }
 
 /// A page of a session's view, newest last.
@@ -352,6 +371,22 @@ impl History {
         sessions: &Keyspace,
         session_id: &SessionId,
     ) -> Result<Vec<(Offset, Message)>, StoreError> {
+        Self::view_stored(snapshot, history, sessions, session_id)?
+            .into_iter()
+            .map(|(offset, stored)| Ok((offset, stored.decode()?)))
+            .collect()
+    }
+
+    /// [`History::view`], each message still as stored.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn view_stored(
+        snapshot: &StoreSnapshot,
+        history: &Keyspace,
+        sessions: &Keyspace,
+        session_id: &SessionId,
+    ) -> Result<Vec<(Offset, StoredMessage)>, StoreError> {
         // (session, the highest offset of its part of the view), newest link first.
         let mut chain = vec![(*session_id, Offset::MAX)];
         let mut at = *session_id;
@@ -372,7 +407,8 @@ impl History {
             let from = message_key(session, Offset::ZERO);
             let to = message_key(session, *upper);
             for guard in snapshot.inner().range(history, from..=to) {
-                messages.push(stored_message(guard)?);
+                let (offset, value) = stored_bytes(guard)?;
+                messages.push((offset, StoredMessage(value)));
             }
         }
         Ok(messages)

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use octo_core::history::TextOrBlob;
 use octo_core::{Body, Event, LogEntry, Offset, SessionId, UserId};
@@ -28,7 +28,7 @@ use tantivy::tokenizer::{
     Language, LowerCaser, SimpleTokenizer, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::history::conversations::message_text;
 use crate::projector::WaitError;
@@ -43,6 +43,11 @@ pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
 /// commit makes a segment that background merges must fold in again, so catching up in big
 /// commits keeps merging from competing with searches afterwards.
 pub const COMMIT_ENTRIES_MAX: usize = 8_192;
+
+/// Least time between two commits while changes keep coming, unless a reader is waiting for
+/// them: each commit writes a segment (from fresh indexing arenas) that merges fold in again, so
+/// a busy log committed entry by entry spent a third of the server's CPU in tantivy.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Tokens shown around the first match in a snippet.
 pub const SNIPPET_TOKENS: usize = 12;
@@ -712,6 +717,8 @@ pub fn retire_older(dir: &Path) -> Result<(), SearchError> {
 pub struct Searcher {
     index: Arc<SearchIndex>,
     applied: watch::Receiver<Offset>,
+    /// Tells the projector a reader waits, so changes held back for the next commit go now.
+    wanted: Arc<Notify>,
     _task: Arc<AbortOnDrop>,
 }
 
@@ -735,6 +742,9 @@ impl Searcher {
     /// [`WaitError`].
     pub async fn wait_for(&self, offset: Offset, timeout: Duration) -> Result<(), WaitError> {
         let mut applied = self.applied.clone();
+        if *applied.borrow() < offset {
+            self.wanted.notify_one();
+        }
         match tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= offset)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(WaitError::Stopped),
@@ -772,10 +782,19 @@ pub async fn spawn_search(log: Arc<dyn EventLog>, dir: PathBuf) -> Result<Search
     let index = Arc::new(index);
     let committed = index.committed()?;
     let (publish, applied) = watch::channel(committed);
-    let task = tokio::spawn(run(log, Arc::clone(&index), committed, publish, dir));
+    let wanted = Arc::new(Notify::new());
+    let task = tokio::spawn(run(
+        log,
+        Arc::clone(&index),
+        committed,
+        publish,
+        Arc::clone(&wanted),
+        dir,
+    ));
     Ok(Searcher {
         index,
         applied,
+        wanted,
         _task: Arc::new(AbortOnDrop(task)),
     })
 }
@@ -785,6 +804,7 @@ async fn run(
     index: Arc<SearchIndex>,
     applied: Offset,
     publish: watch::Sender<Offset>,
+    wanted: Arc<Notify>,
     dir: PathBuf,
 ) {
     // The version in use is swapped in once it has caught up with the log as it was at start.
@@ -810,39 +830,67 @@ async fn run(
             return;
         }
     };
+    // Changes read but not committed yet, the entries they came from, and the last entry read.
+    let mut pending: Vec<Change> = Vec::new();
+    let mut pending_entries = 0usize;
+    let mut seen = applied;
+    let mut last_commit: Option<Instant> = None;
     loop {
-        let mut batch = Vec::with_capacity(64);
-        match subscription.next().await {
-            Ok(entry) => batch.push(entry),
-            Err(e) => {
-                tracing::error!(error = %e, "search projector lost the log");
-                return;
+        // The next entry; while changes wait, also the time of their commit or a waiting reader.
+        let first = if pending.is_empty() {
+            Some(subscription.next().await)
+        } else {
+            let due = last_commit.map_or_else(Instant::now, |at| at + COMMIT_INTERVAL);
+            tokio::select! {
+                next = subscription.next() => Some(next),
+                () = tokio::time::sleep_until(due.into()) => None,
+                () = wanted.notified() => None,
             }
-        }
-        while batch.len() < COMMIT_ENTRIES_MAX {
-            match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
-                Ok(Ok(entry)) => batch.push(entry),
-                Ok(Err(e)) => {
+        };
+        let commit_now = first.is_none();
+        if let Some(first) = first {
+            let mut batch = Vec::with_capacity(64);
+            match first {
+                Ok(entry) => batch.push(entry),
+                Err(e) => {
                     tracing::error!(error = %e, "search projector lost the log");
                     return;
                 }
-                Err(_) => break,
             }
-        }
-        let last = batch.last().map_or(Offset::ZERO, |entry| entry.offset);
-        let mut changes = Vec::new();
-        for entry in &batch {
-            match changes_of(&*log, entry).await {
-                Ok(more) => changes.extend(more),
-                Err(e) => {
-                    tracing::error!(error = %e, "search projector stopped");
-                    return;
+            // Take whatever is ready without waiting, up to the commit bound.
+            while pending_entries + batch.len() < COMMIT_ENTRIES_MAX {
+                match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
+                    Ok(Ok(entry)) => batch.push(entry),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "search projector lost the log");
+                        return;
+                    }
+                    Err(_) => break,
                 }
             }
+            for entry in &batch {
+                match changes_of(&*log, entry).await {
+                    Ok(more) => pending.extend(more),
+                    Err(e) => {
+                        tracing::error!(error = %e, "search projector stopped");
+                        return;
+                    }
+                }
+            }
+            pending_entries += batch.len();
+            seen = batch.last().map_or(seen, |entry| entry.offset);
         }
-        if !changes.is_empty() {
+        if !pending.is_empty() {
+            let due = commit_now
+                || pending_entries >= COMMIT_ENTRIES_MAX
+                || last_commit.is_none_or(|at| at.elapsed() >= COMMIT_INTERVAL);
+            if !due {
+                // Held for the next commit: the offset is not published until they are in.
+                continue;
+            }
+            let changes = std::mem::take(&mut pending);
             let index = Arc::clone(&index);
-            let done = tokio::task::spawn_blocking(move || index.apply(changes, last)).await;
+            let done = tokio::task::spawn_blocking(move || index.apply(changes, seen)).await;
             match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -854,11 +902,13 @@ async fn run(
                     return;
                 }
             }
+            last_commit = Some(Instant::now());
         }
+        pending_entries = 0;
         // With no change the commit's payload lags behind: a restart re-reads a few entries that
         // change nothing.
-        publish.send_replace(last);
-        retire(last, &mut retire_at);
+        publish.send_replace(seen);
+        retire(seen, &mut retire_at);
     }
 }
 

@@ -11,6 +11,7 @@
 //! - code: runs of letters, digits and `_ . / :`, lowercased, so `src/foo_bar.rs` is one token.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -410,6 +411,8 @@ pub struct SearchIndex {
     fields: Fields,
     natural: TextAnalyzer,
     code: TextAnalyzer,
+    /// Commits made since open.
+    commits: AtomicU64,
 }
 
 impl SearchIndex {
@@ -444,7 +447,13 @@ impl SearchIndex {
             fields,
             natural,
             code,
+            commits: AtomicU64::new(0),
         })
+    }
+
+    /// Commits made since the index was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// The offset of the last commit (0: nothing).
@@ -471,6 +480,7 @@ impl SearchIndex {
         let mut commit = writer.prepare_commit().map_err(index_error)?;
         commit.set_payload(&applied.get().to_string());
         commit.commit().map_err(index_error)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         drop(writer);
         self.reader.reload().map_err(index_error)
     }
@@ -753,6 +763,11 @@ impl Searcher {
                 applied: self.applied(),
             }),
         }
+    }
+
+    /// See [`SearchIndex::commits`].
+    pub fn commits(&self) -> u64 {
+        self.index.commits()
     }
 
     /// See [`SearchIndex::search`].

@@ -1131,3 +1131,54 @@ async fn a_new_version_rebuilds_beside_the_old_and_swaps_in_once_caught_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_commits_are_spaced_while_changes_stream_in() {
+    use octo_projections::search::{COMMIT_INTERVAL, spawn_search};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log: Arc<dyn octo_log::EventLog> =
+        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
+            .expect("log opens");
+    let searcher = spawn_search(Arc::clone(&log), dir.path().join("search"))
+        .await
+        .expect("starts");
+    let user = UserId::new("alice").expect("valid");
+    let session = SessionId::new();
+    let rename = |n: usize| {
+        octo_log::NewEntry::event(
+            user.clone(),
+            session,
+            ProducerId::new("gw:test").expect("valid"),
+            octo_log::SeqSpec::Next,
+            event(
+                json!({"type": "session.renamed", "title": format!("title {n}"), "source": "user"}),
+            ),
+        )
+    };
+    // Forty title changes, each its own batch, over at least 400 ms.
+    let started = std::time::Instant::now();
+    for n in 0..40 {
+        log.append(vec![rename(n)]).await.expect("appends");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let streamed = started.elapsed();
+    searcher
+        .wait_for(log.head(), Duration::from_secs(20))
+        .await
+        .expect("a waiting reader gets every change");
+    let commits = searcher.commits();
+    // One commit at the start, one per interval while they streamed, one for the reader.
+    let most = 2 + streamed.as_millis() / COMMIT_INTERVAL.as_millis();
+    assert!(
+        commits >= 1 && u128::from(commits) <= most,
+        "{commits} commits for 40 batches over {streamed:?} (at most {most})"
+    );
+
+    // A change right after a commit is held for the interval, unless a reader waits for it.
+    log.append(vec![rename(40)]).await.expect("appends");
+    searcher
+        .wait_for(log.head(), Duration::from_secs(20))
+        .await
+        .expect("the held change is committed for the reader");
+    assert_eq!(searcher.commits(), commits + 1);
+}

@@ -336,17 +336,7 @@ impl Writer {
                 );
             }
             let commit_started = Instant::now();
-            let written = batch
-                .commit()
-                .map_err(|e| format!("write failed: {e}"))
-                .and_then(|()| {
-                    let sync_started = Instant::now();
-                    shared
-                        .sync()
-                        .map_err(|e| format!("sync failed: {e}"))
-                        .map(|()| sync_started)
-                });
-            let sync_started = match written {
+            let sync_started = match write_durably(&shared, batch) {
                 Ok(sync_started) => sync_started,
                 Err(reason) => {
                     let error = AppendError::Unavailable {
@@ -558,6 +548,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// Commits the batch and syncs it; returns when the sync started.
+fn write_durably(shared: &Shared, batch: OwnedWriteBatch) -> Result<Instant, String> {
+    batch.commit().map_err(|e| format!("write failed: {e}"))?;
+    let sync_started = Instant::now();
+    shared.sync().map_err(|e| format!("sync failed: {e}"))?;
+    Ok(sync_started)
 }
 
 /// Points an event's `cause` at its batch's command and re-encodes its record (checked at

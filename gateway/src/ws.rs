@@ -708,6 +708,7 @@ impl Connection {
                 .iter()
                 .map(|t| TypePattern::parse(t))
                 .collect(),
+            skip_types: Vec::new(),
         };
         let subscription = self.subscription(filter, after)?;
         let subscribed = agent(AgentServerFrame::SubscribedLog(SubscribedLog {

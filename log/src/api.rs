@@ -213,6 +213,8 @@ pub struct LogFilter {
     pub kind: Option<Kind>,
     /// Any of these (none: every type).
     pub types: Vec<TypePattern>,
+    /// None of these (readers that fold only some types skip the rest without decoding them).
+    pub skip_types: Vec<TypePattern>,
 }
 
 impl LogFilter {
@@ -255,6 +257,7 @@ impl LogFilter {
                 .as_ref()
                 .is_none_or(|wanted| wanted.as_str() == user_id)
             && (self.types.is_empty() || self.types.iter().any(|t| t.matches(type_name)))
+            && !self.skip_types.iter().any(|t| t.matches(type_name))
     }
 
     /// Whether an entry passes.
@@ -361,4 +364,29 @@ pub trait EventLog: Send + Sync + 'static {
         user_id: UserId,
         command_id: CommandId,
     ) -> Result<Option<(Offset, SessionId)>, ReadError>;
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn skipped_types_are_left_out_even_when_wanted() {
+        let session_id = SessionId::new();
+        let filter = LogFilter {
+            types: vec![TypePattern::parse("stream.*")],
+            skip_types: vec![TypePattern::parse("stream.text_delta")],
+            ..LogFilter::all()
+        };
+        let passes = |type_name| filter.matches_parts(Kind::Event, "u", &session_id, type_name);
+        assert!(passes("stream.message_end"));
+        assert!(!passes("stream.text_delta"));
+        assert!(!passes("agent.idle"));
+        let skip_only = LogFilter {
+            skip_types: vec![TypePattern::parse("usage.recorded")],
+            ..LogFilter::all()
+        };
+        assert!(skip_only.matches_parts(Kind::Event, "u", &session_id, "agent.idle"));
+        assert!(!skip_only.matches_parts(Kind::Event, "u", &session_id, "usage.recorded"));
+    }
 }

@@ -222,6 +222,14 @@ pub async fn reads_filter_and_page(backend: &dyn Backend) {
             types: vec![TypePattern::parse("stream.*")],
             ..LogFilter::default()
         },
+        LogFilter {
+            skip_types: vec![TypePattern::parse("stream.*"), TypePattern::parse("prompt")],
+            ..LogFilter::default()
+        },
+        LogFilter {
+            skip_types: vec![TypePattern::parse("not*")],
+            ..LogFilter::session(s1)
+        },
     ];
     for filter in &filters {
         for after_idx in [0usize, 1, 37, 119, 120] {

@@ -9,7 +9,7 @@
 //! - `r` ++ session id -> the open run's start (ms), for its duration.
 
 use fjall::{Keyspace, Readable};
-use octo_core::{Body, Event, LogEntry, Ms, SessionId, UserId};
+use octo_core::{Body, Event, Kind, LogEntry, Ms, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{StoreError, StoreSnapshot, storage};
@@ -200,6 +200,28 @@ fn end_run(txn: &mut Txn<'_>, entry: &LogEntry, model: &SessionModel) {
 impl Projection for Analytics {
     const NAME: &'static str = "analytics";
     const VERSION: u32 = 1;
+    const SKIPS: &'static [&'static str] = &[
+        "session.renamed",
+        "session.deleted",
+        "harness.exited",
+        "retry.*",
+        "compact.*",
+        "stream.message_start",
+        "stream.text_delta",
+        "stream.thinking_delta",
+        "stream.tool_call_delta",
+        "tool.start",
+        "tool.progress",
+        "input.*",
+        "notice",
+        "command.failed",
+        "history.conversation_touched",
+        "history.conversation_updated",
+        "history.conversation_deleted",
+        "history.tag_*",
+        "history.attachment_added",
+    ];
+    const KIND: Option<Kind> = Some(Kind::Event);
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         let Body::Event(event) = &entry.body else {

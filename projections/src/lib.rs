@@ -20,7 +20,7 @@ pub mod ui_state;
 pub use projector::{ProjectionHandle, WaitError, spawn_projector};
 pub use store::{ProjectionStore, StoreError, StoreSnapshot, Txn};
 
-use octo_core::LogEntry;
+use octo_core::{Kind, LogEntry};
 
 /// A deterministic fold over the log.
 pub trait Projection: Send + Sync + 'static {
@@ -28,6 +28,14 @@ pub trait Projection: Send + Sync + 'static {
     const NAME: &'static str;
     /// Bumped whenever `apply` changes what it stores; a new version rebuilds from offset 0.
     const VERSION: u32;
+    /// Body types (`name`, or `prefix*`) for which `apply` never changes the state. Catching up
+    /// skips them without decoding them; live entries come decoded and are all applied, so a
+    /// type listed here wrongly would make a rebuild differ from incremental apply
+    /// (`tests/folds.rs` rebuilds through this filter and compares with applying everything).
+    /// A type not listed is always applied: new types are safe by default.
+    const SKIPS: &'static [&'static str] = &[];
+    /// The only kind of entry that changes the state, if one: the other is skipped as `SKIPS`.
+    const KIND: Option<Kind> = None;
 
     /// Folds one entry into the state. Must not fail and must not look at anything but the entry
     /// and `txn` (no clock, no randomness), so a rebuild from offset 0 equals incremental apply.

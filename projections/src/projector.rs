@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fjall::Keyspace;
 use octo_core::Offset;
-use octo_log::{EventLog, LogFilter, QueueBound, Subscription};
+use octo_log::{EventLog, LogFilter, QueueBound, ReadError, ReadQuery, Subscription, TypePattern};
 use tokio::sync::watch;
 
 use crate::Projection;
@@ -123,23 +123,134 @@ pub async fn spawn_projector<P: Projection>(
     })
 }
 
-async fn run<P: Projection>(
-    log: Arc<dyn EventLog>,
-    store: ProjectionStore,
-    projection: Arc<P>,
-    keyspace: Keyspace,
+/// The log entries `P` folds: all but those of `P::SKIPS` and of the other kind than `P::KIND`.
+pub fn filter_of<P: Projection>() -> LogFilter {
+    LogFilter {
+        kind: P::KIND,
+        skip_types: P::SKIPS.iter().map(|t| TypePattern::parse(t)).collect(),
+        ..LogFilter::all()
+    }
+}
+
+/// Why catching up stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies the log to `projection` from `applied` through `until` (at most the head): pages of
+/// the entries `P` folds ([`filter_of`]), each committed with the offset its read scanned through,
+/// and the next page read while this one is applied. `on_applied` sees every committed offset.
+/// Returns the applied offset.
+///
+/// # Errors
+/// [`CatchUpError`]; what was committed before stays.
+pub async fn catch_up<P: Projection>(
+    log: &Arc<dyn EventLog>,
+    store: &ProjectionStore,
+    projection: &Arc<P>,
+    keyspace: &Keyspace,
     mut applied: Offset,
-    publish: watch::Sender<Offset>,
+    until: Offset,
+    mut on_applied: impl FnMut(Offset),
+) -> Result<Offset, CatchUpError> {
+    if applied >= until {
+        return Ok(applied);
+    }
+    let filter = filter_of::<P>();
+    let read = |after: Offset| {
+        log.read(ReadQuery {
+            filter: filter.clone(),
+            after,
+            until: Some(until),
+            limit: APPLY_BATCH_ENTRIES_MAX,
+        })
+    };
+    let mut page = read(applied).await?;
+    loop {
+        let through = page.scanned_through;
+        let last = page.reached_end || through >= until;
+        let (store, projection, keyspace, entries) = (
+            store.clone(),
+            Arc::clone(projection),
+            keyspace.clone(),
+            std::mem::take(&mut page.entries),
+        );
+        let apply = blocking(move || {
+            store.apply_through(
+                &*projection,
+                &keyspace,
+                entries.iter().map(|entry| &**entry),
+                Some(through),
+            )
+        });
+        let result = if last {
+            apply.await
+        } else {
+            let (result, next) = tokio::join!(apply, read(through));
+            page = next?;
+            result
+        };
+        let offset = result?;
+        assert!(offset > applied, "projection went backwards");
+        applied = offset;
+        on_applied(applied);
+        if last {
+            return Ok(applied);
+        }
+    }
+}
+
+/// Drops the versions of `P` older than the one in use once it has applied `retire_at`.
+async fn retire_when_caught_up<P: Projection>(
+    store: &ProjectionStore,
+    applied: Offset,
+    retire_at: &mut Option<Offset>,
 ) {
-    // The version in use is swapped in once it has caught up with the log as it was at start.
-    let mut retire_at = Some(log.head());
     if retire_at.is_some_and(|head| applied >= head) {
-        retire_at = None;
+        *retire_at = None;
         let store = store.clone();
         if let Err(e) = blocking(move || store.retire_older::<P>()).await {
             tracing::warn!(projection = P::NAME, error = %e, "cannot drop an older version");
         }
     }
+}
+
+async fn run<P: Projection>(
+    log: Arc<dyn EventLog>,
+    store: ProjectionStore,
+    projection: Arc<P>,
+    keyspace: Keyspace,
+    applied: Offset,
+    publish: watch::Sender<Offset>,
+) {
+    // The version in use is swapped in once it has caught up with the log as it was at start.
+    let head = log.head();
+    let mut retire_at = Some(head);
+    let caught_up = catch_up(
+        &log,
+        &store,
+        &projection,
+        &keyspace,
+        applied,
+        head,
+        |offset| {
+            publish.send_replace(offset);
+        },
+    )
+    .await;
+    let mut applied = match caught_up {
+        Ok(applied) => applied,
+        Err(e) => {
+            tracing::error!(projection = P::NAME, error = %e, "projector cannot catch up");
+            return;
+        }
+    };
+    retire_when_caught_up::<P>(&store, applied, &mut retire_at).await;
+    // Then follow the log; live entries come decoded, so they are all applied.
     let mut subscription =
         match Subscription::new(log, LogFilter::all(), applied, QueueBound::default()) {
             Ok(subscription) => subscription,
@@ -179,13 +290,7 @@ async fn run<P: Projection>(
                 assert!(offset > applied, "projection went backwards");
                 applied = offset;
                 publish.send_replace(applied);
-                if retire_at.is_some_and(|head| applied >= head) {
-                    retire_at = None;
-                    let store = store.clone();
-                    if let Err(e) = blocking(move || store.retire_older::<P>()).await {
-                        tracing::warn!(projection = P::NAME, error = %e, "cannot drop an older version");
-                    }
-                }
+                retire_when_caught_up::<P>(&store, applied, &mut retire_at).await;
             }
             Err(e) => {
                 tracing::error!(projection = P::NAME, error = %e, "projection stopped");

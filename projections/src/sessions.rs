@@ -17,7 +17,7 @@ use fjall::Keyspace;
 use octo_core::frame::{ParentRef, RunState, SessionSummary};
 use octo_core::history::{HistoryRole, TextOrBlob};
 use octo_core::message::{Part, Role, ThinkingLevel, Usage};
-use octo_core::{Body, Event, LogEntry, ModelRef, Offset, SessionId, UserId};
+use octo_core::{Body, Event, Kind, LogEntry, ModelRef, Offset, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{StoreError, storage};
@@ -157,6 +157,22 @@ fn new_summary(
 impl Projection for Sessions {
     const NAME: &'static str = "sessions";
     const VERSION: u32 = 3;
+    // What `fold_event` leaves alone.
+    const SKIPS: &'static [&'static str] = &[
+        "stream.message_start",
+        "stream.text_delta",
+        "stream.thinking_delta",
+        "stream.tool_call_delta",
+        "retry.*",
+        "compact.*",
+        "tool.*",
+        "input.*",
+        "notice",
+        "command.failed",
+        "history.tag_*",
+        "history.attachment_added",
+    ];
+    const KIND: Option<Kind> = Some(Kind::Event);
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         let Body::Event(event) = &entry.body else {

@@ -172,6 +172,26 @@ impl ProjectionStore {
         keyspace: &Keyspace,
         entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
     ) -> Result<Offset, StoreError> {
+        self.apply_through(projection, keyspace, entries, None)
+    }
+
+    /// As [`ProjectionStore::apply`], and with `through` the applied offset becomes at least
+    /// that: the log was read up to it and held nothing else for this projection (entries of
+    /// types it does not fold, skipped unread).
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is committed then.
+    ///
+    /// # Panics
+    /// If the entries are not above the applied offset and increasing, or one is above
+    /// `through`: the caller's bug.
+    pub fn apply_through<'e, P: Projection>(
+        &self,
+        projection: &P,
+        keyspace: &Keyspace,
+        entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
+        through: Option<Offset>,
+    ) -> Result<Offset, StoreError> {
         let mut applied = self.applied::<P>()?;
         let mut txn = Txn::new(keyspace);
         for entry in entries {
@@ -180,8 +200,16 @@ impl ProjectionStore {
                 "entry {} applied after {applied}",
                 entry.offset
             );
+            assert!(
+                through.is_none_or(|through| entry.offset <= through),
+                "entry {} applied in a batch through {through:?}",
+                entry.offset
+            );
             projection.apply(entry, &mut txn);
             applied = entry.offset;
+        }
+        if let Some(through) = through {
+            applied = applied.max(through);
         }
         if let Some(detail) = txn.error.take() {
             return Err(StoreError::Corrupt {

@@ -90,6 +90,19 @@ fn settles(command: &str, event: &Event) -> bool {
 impl Projection for UiState {
     const NAME: &'static str = "ui_state";
     const VERSION: u32 = 2;
+    // Neither fold nor settle a command (`fold_event`, `settles`). Exact names for `session.*`:
+    // the `session.create` command needs settling.
+    const SKIPS: &'static [&'static str] = &[
+        "session.created",
+        "session.forked",
+        "session.renamed",
+        "session.deleted",
+        "stream.*",
+        "usage.recorded",
+        "tool.progress",
+        "notice",
+        "history.*",
+    ];
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         match (&entry.body, entry.kind) {

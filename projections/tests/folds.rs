@@ -132,7 +132,22 @@ impl LogBuilder {
         if rng.random_bool(0.5) {
             self.event(user, session_id, json!({"type": "tool.start", "tool_call_id": "c1", "name": "bash", "input": {"command": "ls"}}));
             if rng.random_bool(0.3) {
+                self.event(
+                    user,
+                    session_id,
+                    json!({"type": "tool.progress", "tool_call_id": "c1", "text": "hi\n"}),
+                );
+            }
+            if rng.random_bool(0.3) {
                 self.event(user, session_id, json!({"type": "input.requested", "request_id": "q1", "kind": "confirm", "title": "ok?"}));
+                if rng.random_bool(0.5) {
+                    let (cause, _) = self.command(
+                        user,
+                        session_id,
+                        json!({"type": "input.respond", "request_id": "q1", "value": "yes"}),
+                    );
+                    self.event(user, session_id, json!({"type": "input.resolved", "request_id": "q1", "outcome": "answered", "cause": cause}));
+                }
             }
             self.event(user, session_id, json!({"type": "tool.end", "tool_call_id": "c1", "name": "bash", "is_error": false, "duration_ms": 3}));
         }
@@ -150,6 +165,29 @@ impl LogBuilder {
                 session_id,
                 json!({"type": "stream.text_delta", "message_id": message_id,
                 "part_id": part_id, "index": 0, "delta": format!("d{i} ")}),
+            );
+        }
+        if rng.random_bool(0.2) {
+            self.event(user, session_id, json!({"type": "retry.start", "run_id": run_id, "attempt": 1, "max_attempts": 3, "delay_ms": 20, "error": "overloaded"}));
+            self.event(
+                user,
+                session_id,
+                json!({"type": "retry.end", "run_id": run_id, "attempt": 1, "success": true}),
+            );
+        }
+        if rng.random_bool(0.3) {
+            self.event(
+                user,
+                session_id,
+                json!({"type": "stream.thinking_delta", "message_id": message_id,
+                "part_id": PartId::new(), "index": 2, "delta": "hmm"}),
+            );
+        }
+        if rng.random_bool(0.2) {
+            self.event(
+                user,
+                session_id,
+                json!({"type": "notice", "level": "warning", "text": "slow"}),
             );
         }
         if rng.random_bool(0.3) {
@@ -174,12 +212,17 @@ impl LogBuilder {
         );
         self.event(user, session_id, json!({"type": "usage.recorded", "run_id": run_id, "message_id": message_id, "provider": "fake",
             "model_id": "m1", "input_tokens": 10, "output_tokens": 5, "cache_read_tokens": 1, "cache_write_tokens": 0, "cost_usd": 0.25}));
-        match rng.random_range(0..4) {
+        match rng.random_range(0..5) {
             0 => self.event(
                 user,
                 session_id,
                 json!({"type": "run.failed", "run_id": run_id,
                 "error": {"code": "provider_error", "message": "500"}, "recoverable": true}),
+            ),
+            1 => self.event(
+                user,
+                session_id,
+                json!({"type": "run.timed_out", "run_id": run_id, "limit": "no_progress", "limit_ms": 50}),
             ),
             _ => self.event(
                 user,
@@ -341,6 +384,29 @@ fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
                         json!({"type": "command.failed", "command_id": command_id, "cause": cause,
                         "error": {"code": "runner_lost", "message": "lost"}}),
                     );
+                } else {
+                    let run_id = RunId::new();
+                    log.event(
+                        &owner,
+                        session_id,
+                        json!({"type": "agent.working", "run_id": run_id, "cause": cause}),
+                    );
+                    log.event(
+                        &owner,
+                        session_id,
+                        json!({"type": "compact.start", "run_id": run_id, "reason": "manual"}),
+                    );
+                    log.event(
+                        &owner,
+                        session_id,
+                        json!({"type": "compact.end", "run_id": run_id, "ok": true,
+                        "will_retry": false, "summary": "s", "tokens_before": 100, "cause": cause}),
+                    );
+                    log.event(
+                        &owner,
+                        session_id,
+                        json!({"type": "agent.idle", "run_id": run_id, "outcome": "completed"}),
+                    );
                 }
             }
             3 => {
@@ -356,7 +422,18 @@ fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
                     "harness": "pi", "workspace": "w", "user_messages_inherited": 0, "cause": cause}));
                 sessions.push((owner, child));
             }
-            4 if rng.random_bool(0.2) => {
+            4 if rng.random_bool(0.3) => {
+                // The harness goes away and comes back.
+                log.event(
+                    &owner,
+                    session_id,
+                    json!({"type": "harness.exited", "reason": "crashed", "code": 1,
+                    "error": {"code": "harness_exited", "message": "pi exited with code 1"}}),
+                );
+                log.event(&owner, session_id, json!({"type": "harness.started", "harness": "pi", "version": "0.73.1",
+                    "pid": 43, "harness_session_id": "h", "harness_session_file": "/s/h.jsonl", "resumed": true}));
+            }
+            5 if rng.random_bool(0.2) => {
                 let (cause, _) = log.command(&owner, session_id, json!({"type": "session.delete"}));
                 log.event(
                     &owner,
@@ -387,12 +464,21 @@ impl Stores {
     }
 }
 
+/// A rebuild from offset 0 as the projector catches up: the entries of the types the projection
+/// skips are left out (so a wrong `SKIPS` makes it differ from [`incremental`], which applies
+/// every entry, as the live path does).
 fn rebuild<P: Projection>(projection: &P, entries: &[LogEntry]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let stores = Stores::new();
     let store = stores.open();
     let keyspace = store.keyspace::<P>().expect("keyspace");
+    let filter = octo_projections::projector::filter_of::<P>();
     store
-        .apply(projection, &keyspace, entries)
+        .apply_through(
+            projection,
+            &keyspace,
+            entries.iter().filter(|entry| filter.matches(entry)),
+            entries.last().map(|entry| entry.offset),
+        )
         .expect("applies");
     ProjectionStore::dump(&keyspace).expect("dumps")
 }

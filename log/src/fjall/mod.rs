@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use octo_core::limits::{BLOB_BYTES_MAX, ENTRY_BYTES_MAX};
 use octo_core::{Kind, LogEntry, Offset, ProducerId, SessionId, UserId};
+use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{
@@ -476,6 +477,8 @@ fn read_blocking(shared: &Shared, query: &ReadQuery) -> Result<ReadBatch, ReadEr
             .range(session_key(session_id, from)..=session_key(session_id, upper)),
         None => shared.log.range(from.to_be_bytes()..=upper.to_be_bytes()),
     };
+    // Scan first (keys and headers only), then decode what the filter kept.
+    let mut kept: Vec<(Offset, fjall::Slice)> = Vec::new();
     let mut previous = query.after;
     for (n_scanned, guard) in iter.enumerate() {
         let (key, value) = guard.into_inner().map_err(|e| ReadError::Unavailable {
@@ -499,18 +502,41 @@ fn read_blocking(shared: &Shared, query: &ReadQuery) -> Result<ReadBatch, ReadEr
             &header.session_id,
             header.type_name,
         ) {
-            let entry = record::decode(offset, &value)
-                .map_err(|detail| ReadError::Corrupt { offset, detail })?;
-            batch.entries.push(Arc::new(entry));
+            kept.push((offset, value));
         }
         batch.scanned_through = offset;
-        if batch.entries.len() >= limit || n_scanned + 1 >= READ_SCAN_ENTRIES_MAX {
+        if kept.len() >= limit || n_scanned + 1 >= READ_SCAN_ENTRIES_MAX {
             batch.reached_end = offset >= upper;
+            batch.entries = decode_all(&kept)?;
             return Ok(batch);
         }
     }
     batch.scanned_through = upper;
+    batch.entries = decode_all(&kept)?;
     Ok(batch)
+}
+
+/// Records per read from which decoding is spread over every core.
+const PARALLEL_DECODE_MIN: usize = 64;
+
+/// Decodes stored records, in order; a large page on every core (decoding is most of a read).
+fn decode_all(records: &[(Offset, fjall::Slice)]) -> Result<Vec<Arc<LogEntry>>, ReadError> {
+    let decode = |(offset, value): &(Offset, fjall::Slice)| {
+        record::decode(*offset, value)
+            .map(Arc::new)
+            .map_err(|detail| ReadError::Corrupt {
+                offset: *offset,
+                detail,
+            })
+    };
+    if records.len() < PARALLEL_DECODE_MIN {
+        return records.iter().map(decode).collect();
+    }
+    records
+        .par_iter()
+        .with_min_len(PARALLEL_DECODE_MIN / 2)
+        .map(decode)
+        .collect()
 }
 
 #[async_trait]

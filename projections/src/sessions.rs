@@ -276,10 +276,11 @@ impl Projection for Sessions {
                 }
             }
             _ => {
-                let Some(mut record) = txn.get_value::<SessionRecord>(&key) else {
+                let Some(mut record) = txn.take_value::<SessionRecord>(&key) else {
                     return;
                 };
                 if !fold_event(entry, event, &mut record, txn) {
+                    txn.put_owned(key, record);
                     return;
                 }
                 record
@@ -303,7 +304,7 @@ impl Projection for Sessions {
             listing_key(&record.owner, entry.offset, &entry.session_id),
             Vec::new(),
         );
-        txn.put_value(key, &record);
+        txn.put_owned(key, record);
     }
 }
 

@@ -377,13 +377,43 @@ impl<'a> Txn<'a> {
 
     /// Writes `value` at `key`; it is encoded as msgpack when the transaction commits.
     pub fn put_value<T: Serialize + Clone + Send + 'static>(&mut self, key: Vec<u8>, value: &T) {
+        self.put_owned(key, value.clone());
+    }
+
+    /// As [`Txn::put_value`], taking the value instead of cloning it.
+    pub fn put_owned<T: Serialize + Send + 'static>(&mut self, key: Vec<u8>, value: T) {
         self.pending.insert(
             key,
             Pending::Value {
-                value: Box::new(value.clone()),
+                value: Box::new(value),
                 encode: encode_as::<T>,
             },
         );
+    }
+
+    /// The value at `key` to change and then write back with [`Txn::put_owned`]: moved out of
+    /// this transaction when it wrote it (no clone), else decoded. Until it is put back, reads
+    /// of `key` in this transaction see the value as committed, so put it back, changed or not,
+    /// before anything else reads it.
+    pub fn take_value<T: DeserializeOwned + Serialize + Send + 'static>(
+        &mut self,
+        key: &[u8],
+    ) -> Option<T> {
+        if let Some(Pending::Value { value, .. }) = self.pending.get(key)
+            && value.is::<T>()
+            && let Some(Pending::Value { value, .. }) = self.pending.remove(key)
+            && let Ok(value) = value.downcast::<T>()
+        {
+            return Some(*value);
+        }
+        let bytes = self.get(key)?;
+        match octo_core::codec::from_msgpack(&bytes) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fail(format!("value does not decode: {e}"));
+                None
+            }
+        }
     }
 
     /// Keys in `[from, to)`, committed or written here, not deleted here, in order.

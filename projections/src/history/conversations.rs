@@ -238,6 +238,21 @@ fn load(txn: &mut Txn<'_>, id: &SessionId) -> Option<ConversationRecord> {
     txn.get_value(&conversation_key(id))
 }
 
+/// Changes a conversation's record in place (not cloned, not re-indexed: `change` must leave its
+/// index fields alone, and must not read the record through `txn`).
+fn change_record(
+    txn: &mut Txn<'_>,
+    id: &SessionId,
+    change: impl FnOnce(&mut Txn<'_>, &mut ConversationRecord),
+) {
+    let key = conversation_key(id);
+    let Some(mut record) = txn.take_value::<ConversationRecord>(&key) else {
+        return;
+    };
+    change(txn, &mut record);
+    txn.put_owned(key, record);
+}
+
 /// A readable id for a new conversation, unique among the stored ones as far as 999 suffixes go.
 fn mint_readable(txn: &mut Txn<'_>, id: &SessionId) -> String {
     readable::readable_id(id.as_bytes(), |candidate| {
@@ -376,18 +391,11 @@ pub(super) fn apply(entry: &LogEntry, txn: &mut Txn<'_>) {
                 save(txn, Some(&old), &record);
             }
         }
-        Event::ModelChanged(changed) => {
-            let Some(mut record) = load(txn, id) else {
-                return;
-            };
+        Event::ModelChanged(changed) => change_record(txn, id, |_, record| {
             record.model = Some(changed.model_id.clone());
             record.provider = Some(changed.provider.clone());
-            txn.put_value(conversation_key(id), &record);
-        }
-        Event::UsageRecorded(usage) => {
-            let Some(mut record) = load(txn, id) else {
-                return;
-            };
+        }),
+        Event::UsageRecorded(usage) => change_record(txn, id, |_, record| {
             let add = |total: Option<i64>, more: u64| {
                 Some(
                     total
@@ -400,8 +408,7 @@ pub(super) fn apply(entry: &LogEntry, txn: &mut Txn<'_>) {
             if let Some(cost) = usage.cost_usd {
                 record.cost_usd = Some(record.cost_usd.unwrap_or(0.0) + cost);
             }
-            txn.put_value(conversation_key(id), &record);
-        }
+        }),
         Event::MessageCreated(created) => session_message(txn, entry, &created.message),
         Event::StreamMessageEnd(end) => session_message(txn, entry, &end.message),
         Event::HistoryConversationUpserted(upserted) => conversation_upserted(txn, entry, upserted),
@@ -488,12 +495,10 @@ fn update_session(
     ts_ms: Ms,
     change: impl FnOnce(&mut ConversationRecord),
 ) {
-    let Some(mut record) = load(txn, id) else {
-        return;
-    };
-    change(&mut record);
-    record.updated_ms = Some(ts_ms);
-    txn.put_value(conversation_key(id), &record);
+    change_record(txn, id, |_, record| {
+        change(record);
+        record.updated_ms = Some(ts_ms);
+    });
 }
 
 fn update_written(txn: &mut Txn<'_>, id: &SessionId, change: impl FnOnce(&mut ConversationRecord)) {
@@ -504,10 +509,18 @@ fn update_written(txn: &mut Txn<'_>, id: &SessionId, change: impl FnOnce(&mut Co
 }
 
 fn session_message(txn: &mut Txn<'_>, entry: &LogEntry, message: &Message) {
+    change_record(txn, &entry.session_id, |txn, record| {
+        session_message_in(txn, entry, message, record)
+    });
+}
+
+fn session_message_in(
+    txn: &mut Txn<'_>,
+    entry: &LogEntry,
+    message: &Message,
+    record: &mut ConversationRecord,
+) {
     let id = &entry.session_id;
-    let Some(mut record) = load(txn, id) else {
-        return;
-    };
     if record.origin != Origin::Session {
         return;
     }
@@ -525,7 +538,6 @@ fn session_message(txn: &mut Txn<'_>, entry: &LogEntry, message: &Message) {
         });
     }
     record_write(txn, id, idx, entry.offset, *message.id.as_bytes());
-    txn.put_value(conversation_key(id), &record);
 }
 
 fn conversation_upserted(

@@ -224,7 +224,7 @@ fn fold_fork_points(entry: &LogEntry, txn: &mut Txn<'_>) {
         Body::Event(Event::CommandFailed(failed)) => txn.delete(offset_key(b'P', failed.cause)),
         Body::Event(Event::AgentIdle(_) | Event::RunFailed(_) | Event::RunTimedOut(_)) => {
             let run_key = session_prefix(b'R', session_id);
-            if let Some(messages) = txn.get_value::<Vec<Offset>>(&run_key) {
+            if let Some(messages) = txn.take_value::<Vec<Offset>>(&run_key) {
                 for message in messages {
                     txn.put_value(offset_key(b'F', message), &entry.offset);
                 }
@@ -239,9 +239,9 @@ fn fold_fork_points(entry: &LogEntry, txn: &mut Txn<'_>) {
 /// A completed assistant or tool message of the open run: it forks at the run's end.
 fn in_run(txn: &mut Txn<'_>, session_id: &SessionId, offset: Offset) {
     let run_key = session_prefix(b'R', session_id);
-    let mut messages: Vec<Offset> = txn.get_value(&run_key).unwrap_or_default();
+    let mut messages: Vec<Offset> = txn.take_value(&run_key).unwrap_or_default();
     messages.push(offset);
-    txn.put_value(run_key, &messages);
+    txn.put_owned(run_key, messages);
 }
 
 fn fold_delta(

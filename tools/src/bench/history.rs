@@ -269,6 +269,25 @@ async fn rebuild<P: Projection + Default>(
     Ok((head.get(), took))
 }
 
+/// Times each measurement of `octo-bench rebuild` is taken; the fastest counts, for the raw scan
+/// and each projection alike.
+const RUNS: usize = 3;
+
+/// The fastest of [`RUNS`] rebuilds of `P`, each into a fresh store.
+async fn fastest<P: Projection + Default>(
+    log: &Arc<dyn EventLog>,
+    dir: &Path,
+) -> anyhow::Result<(u64, Duration)> {
+    let mut best = (0, Duration::MAX);
+    for run in 0..RUNS {
+        let (n, took) = rebuild::<P>(log, &dir.join(run.to_string())).await?;
+        if took < best.1 {
+            best = (n, took);
+        }
+    }
+    Ok(best)
+}
+
 fn rate(count: u64, took: Duration) -> f64 {
     (count as f64 / took.as_secs_f64()).round()
 }
@@ -288,21 +307,28 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
         anyhow::Ok((log.head().get(), (args.sessions * args.messages) as u64))
     })?;
 
-    // Raw: every key and value of the log keyspace, straight from fjall, nothing decoded.
+    // Raw: every key and value of the log keyspace, straight from fjall, nothing decoded. The
+    // fastest of three scans: one scan takes a tenth of a second, and the machine's noise alone
+    // moved it by half between runs.
     let raw = {
         let db = fjall::Database::builder(&log_dir).open()?;
         let keyspace = db.keyspace("log", fjall::KeyspaceCreateOptions::default)?;
-        let started = Instant::now();
-        let mut n = 0u64;
+        let mut fastest = Duration::MAX;
         let mut bytes = 0usize;
-        for guard in keyspace.iter() {
-            let (key, value) = guard.into_inner()?;
-            bytes += key.len() + value.len();
-            n += 1;
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let mut n = 0u64;
+            bytes = 0;
+            for guard in keyspace.iter() {
+                let (key, value) = guard.into_inner()?;
+                bytes += key.len() + value.len();
+                n += 1;
+            }
+            fastest = fastest.min(started.elapsed());
+            anyhow::ensure!(n == entries, "the raw scan saw {n} of {entries} entries");
         }
-        let took = started.elapsed();
-        anyhow::ensure!(n == entries, "the raw scan saw {n} of {entries} entries");
-        json!({"entries": n, "bytes": bytes, "seconds": took.as_secs_f64(), "entries_per_s": rate(n, took)})
+        json!({"entries": entries, "bytes": bytes, "seconds": fastest.as_secs_f64(),
+               "entries_per_s": rate(entries, fastest), "runs": RUNS})
     };
     let raw_rate = raw["entries_per_s"].as_f64().unwrap_or(1.0);
 
@@ -320,19 +346,19 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
         let dir = work.path();
         measure(
             "sessions",
-            rebuild::<Sessions>(&log, &dir.join("p-sessions")).await?,
+            fastest::<Sessions>(&log, &dir.join("p-sessions")).await?,
         );
         measure(
             "ui_state",
-            rebuild::<UiState>(&log, &dir.join("p-ui")).await?,
+            fastest::<UiState>(&log, &dir.join("p-ui")).await?,
         );
         measure(
             "history",
-            rebuild::<History>(&log, &dir.join("p-history")).await?,
+            fastest::<History>(&log, &dir.join("p-history")).await?,
         );
         measure(
             "analytics",
-            rebuild::<Analytics>(&log, &dir.join("p-analytics")).await?,
+            fastest::<Analytics>(&log, &dir.join("p-analytics")).await?,
         );
 
         // Search: the log read and decoded as above, then every message indexed, one commit.

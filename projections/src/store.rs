@@ -365,14 +365,7 @@ impl<'a> Txn<'a> {
         {
             return Some(value.clone());
         }
-        let bytes = self.get(key)?;
-        match octo_core::codec::from_msgpack(&bytes) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.fail(format!("value does not decode: {e}"));
-                None
-            }
-        }
+        self.decode_at(key)
     }
 
     /// Writes `value` at `key`; it is encoded as msgpack when the transaction commits.
@@ -406,6 +399,11 @@ impl<'a> Txn<'a> {
         {
             return Some(*value);
         }
+        self.decode_at(key)
+    }
+
+    /// The value at `key` decoded from its bytes (written here or committed).
+    fn decode_at<T: DeserializeOwned>(&mut self, key: &[u8]) -> Option<T> {
         let bytes = self.get(key)?;
         match octo_core::codec::from_msgpack(&bytes) {
             Ok(value) => Some(value),

@@ -183,9 +183,9 @@ fn add(
         provider: model.provider.clone(),
         model: model.model.clone(),
     });
-    let mut totals: Totals = txn.get_value(&key).unwrap_or_default();
+    let mut totals: Totals = txn.take_value(&key).unwrap_or_default();
     change(&mut totals);
-    txn.put_value(key, &totals);
+    txn.put_owned(key, totals);
 }
 
 fn end_run(txn: &mut Txn<'_>, entry: &LogEntry, model: &SessionModel) {

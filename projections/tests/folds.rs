@@ -464,6 +464,12 @@ impl Stores {
     }
 }
 
+/// A fresh fjall log in `dir`.
+fn open_log(dir: &std::path::Path) -> Arc<dyn octo_log::EventLog> {
+    octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.join("log")))
+        .expect("log opens")
+}
+
 /// A rebuild from offset 0 as the projector catches up: the entries of the types the projection
 /// skips are left out (so a wrong `SKIPS` makes it differ from [`incremental`], which applies
 /// every entry, as the live path does).
@@ -1027,9 +1033,7 @@ async fn search_rebuild_equals_incremental_with_crashes() {
     use octo_projections::search::{SearchIndex, apply_entries, apply_entries_uncommitted};
     let dir = tempfile::tempdir().expect("temp dir");
     // The folds read blobs through the log; these logs have none, so an empty log serves.
-    let log =
-        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
-            .expect("log opens");
+    let log = open_log(dir.path());
     for seed in 0..6u64 {
         let entries: Vec<Arc<LogEntry>> = random_log(seed, 150).into_iter().map(Arc::new).collect();
         let rebuilt_dir = dir.path().join(format!("rebuilt-{seed}"));
@@ -1162,9 +1166,7 @@ impl<const V: u32> Projection for Counter<V> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_rebuilds_beside_the_old_and_swaps_in_once_caught_up() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log: Arc<dyn octo_log::EventLog> =
-        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
-            .expect("log opens");
+    let log = open_log(dir.path());
     let user = UserId::new("alice").expect("valid");
     let session = SessionId::new();
     for n in 0..5 {
@@ -1222,9 +1224,7 @@ async fn a_new_version_rebuilds_beside_the_old_and_swaps_in_once_caught_up() {
 async fn search_commits_are_spaced_while_changes_stream_in() {
     use octo_projections::search::{COMMIT_INTERVAL, spawn_search};
     let dir = tempfile::tempdir().expect("temp dir");
-    let log: Arc<dyn octo_log::EventLog> =
-        octo_log::fjall::FjallLog::open(octo_log::fjall::FjallConfig::new(dir.path().join("log")))
-            .expect("log opens");
+    let log = open_log(dir.path());
     let searcher = spawn_search(Arc::clone(&log), dir.path().join("search"))
         .await
         .expect("starts");

@@ -930,7 +930,7 @@ impl ReadService for Arc<Hstry> {
         let Some(record) = record else {
             return Ok(Response::new(proto::GetMessageEventsResponse::default()));
         };
-        let writes = conversations.writes(&record.id).map_err(store_failed)?;
+        let writes = conversations.writes(&record).map_err(store_failed)?;
         drop(snapshot);
         let conversation_id = record.id.to_string();
         let limit = (r.limit > 0).then(|| usize::try_from(r.limit).unwrap_or(usize::MAX));

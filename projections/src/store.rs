@@ -318,7 +318,7 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn fail(&mut self, detail: String) {
+    pub(crate) fn fail(&mut self, detail: String) {
         if self.error.is_none() {
             self.error = Some(detail);
         }

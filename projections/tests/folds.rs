@@ -983,6 +983,114 @@ fn history_builds_drafts_and_pages_a_forked_view() {
     assert_eq!(paged, whole.messages);
 }
 
+#[test]
+fn hstry_message_writes_of_sessions_are_their_messages() {
+    use octo_projections::history::conversations::Conversations;
+    let mut log = LogBuilder::new();
+    let mut rng = StdRng::seed_from_u64(11);
+    let parent = log.create("alice");
+    for i in 0..3 {
+        log.turn("alice", parent, &format!("question {i}"), &mut rng);
+    }
+    let at = Offset::new(log.entries.len() as u64).expect("small");
+    let child = SessionId::new();
+    let (cause, _) = log.command(
+        "alice",
+        parent,
+        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
+    );
+    log.event(
+        "alice",
+        child,
+        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
+        "harness": "pi", "workspace": "w", "user_messages_inherited": 3, "cause": cause}),
+    );
+    log.turn("alice", child, "the child's own question", &mut rng);
+    let before_delete = log.entries.len();
+    let (cause, _) = log.command("alice", parent, json!({"type": "session.delete"}));
+    log.event(
+        "alice",
+        parent,
+        json!({"type": "session.deleted", "cause": cause}),
+    );
+
+    let stores = Stores::new();
+    let store = stores.open();
+    let history = store.keyspace::<History>().expect("keyspace");
+    let sessions = store.keyspace::<Sessions>().expect("keyspace");
+    store
+        .apply(&History, &history, &log.entries[..before_delete])
+        .expect("applies");
+    store
+        .apply(&Sessions, &sessions, &log.entries[..before_delete])
+        .expect("applies");
+    let snapshot = store.snapshot();
+    let conversations = Conversations {
+        snapshot: &snapshot,
+        keyspace: &history,
+    };
+    let mut parent_ids = Vec::new();
+    for session in [parent, child] {
+        let record = conversations
+            .get(&session)
+            .expect("reads")
+            .expect("a conversation");
+        let writes = conversations.writes(&record).expect("reads");
+        let view = History::page(&snapshot, &history, &sessions, &session, None, 200)
+            .expect("reads")
+            .messages;
+        // The view's own messages (a fork inherits the rest) are the writes, one each, in order.
+        let own = &view[view.len() - writes.len()..];
+        // A fork's own messages follow the ones it inherits (0 for the parent).
+        let first = record.inherited as i32;
+        assert_eq!(
+            record.message_count as usize,
+            first as usize + writes.len(),
+            "every message counted once"
+        );
+        for (n, (write, (offset, message))) in writes.iter().zip(own).enumerate() {
+            assert_eq!(write.idx, first + n as i32);
+            assert_eq!(write.offset, *offset);
+            assert_eq!(write.message_id, *message.id.as_bytes());
+            let location = conversations
+                .message_location(&write.message_id)
+                .expect("reads")
+                .expect("located");
+            assert_eq!((location.conversation, location.idx), (session, write.idx));
+        }
+        if session == parent {
+            assert_eq!(writes.len(), view.len());
+            parent_ids = writes.iter().map(|write| write.message_id).collect();
+        } else {
+            assert!(record.inherited > 0 && !writes.is_empty());
+        }
+    }
+    assert!(!parent_ids.is_empty());
+
+    // Deleting the parent drops where its messages were, not the messages its fork still reads.
+    store
+        .apply(&History, &history, &log.entries[before_delete..])
+        .expect("applies");
+    store
+        .apply(&Sessions, &sessions, &log.entries[before_delete..])
+        .expect("applies");
+    let snapshot = store.snapshot();
+    let conversations = Conversations {
+        snapshot: &snapshot,
+        keyspace: &history,
+    };
+    for id in &parent_ids {
+        assert_eq!(conversations.message_location(id).expect("reads"), None);
+    }
+    let child_view = History::page(&snapshot, &history, &sessions, &child, None, 200)
+        .expect("reads")
+        .messages;
+    assert!(
+        child_view.len() > 1,
+        "the fork still reads its inherited messages"
+    );
+}
+
 /// What search finds for a fixed set of queries and both users: (query, user, message id,
 /// conversation, role, content), sorted. Scores are left out: BM25 statistics count documents
 /// that deletes have not yet merged away, so they depend on segment history, not on the log.

@@ -12,7 +12,9 @@
 //! - `i` ++ str(id) ++ uuid -> empty: external and platform ids (hstry's any-of lookup);
 //! - `r` ++ str(readable id) ++ uuid -> empty;
 //! - `h` ++ uuid ++ idx -> [`HistoryMessageUpserted`]: a written conversation's messages;
-//! - `e` ++ uuid ++ idx ++ offset -> message uuid: one per effective message write (GetMessageEvents);
+//! - `e` ++ uuid ++ idx ++ offset -> message uuid: one per effective message write of a written
+//!   conversation (GetMessageEvents). A session's writes are its `m` keys, one per message, so
+//!   they are not indexed twice;
 //! - `w` ++ message uuid -> [`MessageLoc`];
 //! - `a` ++ attachment uuid -> [`AttachmentRecord`]; `b` ++ uuid ++ attachment uuid -> empty.
 
@@ -22,7 +24,7 @@ use octo_core::history::{
     HistoryMessageUpserted, HistoryRole, TextOrBlob,
 };
 use octo_core::message::{Part, Role};
-use octo_core::{Body, Event, LogEntry, Message, Ms, Offset, SessionId, UserId};
+use octo_core::{Body, Event, LogEntry, Message, MessageId, Ms, Offset, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{History, readable};
@@ -302,19 +304,41 @@ fn drop_conversation(txn: &mut Txn<'_>, id: &SessionId) {
             txn.delete(key);
         }
     }
-    let prefix = with_id(b'e', id.as_bytes());
-    for key in txn.keys_in(&prefix, &prefix_end(&prefix)) {
-        if let Some(message_id) = txn.get(&key)
-            && let Ok(message_id) = <[u8; 16]>::try_from(message_id.as_slice())
-        {
-            txn.delete(location_key(&message_id));
+    match record.origin {
+        Origin::Written => {
+            let prefix = with_id(b'e', id.as_bytes());
+            for key in txn.keys_in(&prefix, &prefix_end(&prefix)) {
+                if let Some(message_id) = txn.get(&key)
+                    && let Ok(message_id) = <[u8; 16]>::try_from(message_id.as_slice())
+                {
+                    txn.delete(location_key(&message_id));
+                }
+                txn.delete(key);
+            }
         }
-        txn.delete(key);
+        // The session's messages stay (a fork's view still reads them); only their hstry
+        // locations go.
+        Origin::Session => {
+            let prefix = super::session_prefix(b'm', id);
+            for key in txn.keys_in(&prefix, &prefix_end(&prefix)) {
+                if let Some(bytes) = txn.get(&key)
+                    && let Ok(stored) = octo_core::codec::from_msgpack::<MessageIdOnly>(&bytes)
+                {
+                    txn.delete(location_key(stored.id.as_bytes()));
+                }
+            }
+        }
     }
 }
 
-fn record_write(txn: &mut Txn<'_>, id: &SessionId, idx: i32, offset: Offset, message: [u8; 16]) {
-    txn.put(event_key(id, idx, offset), message.to_vec());
+/// Only the id of a stored [`Message`]: decoding it skips the rest.
+#[derive(Deserialize)]
+struct MessageIdOnly {
+    id: MessageId,
+}
+
+/// Where a conversation's message (by UUID) lives.
+fn locate(txn: &mut Txn<'_>, id: &SessionId, idx: i32, message: [u8; 16]) {
     txn.put_value(
         location_key(&message),
         &MessageLoc {
@@ -537,7 +561,7 @@ fn session_message_in(
                 .collect(),
         });
     }
-    record_write(txn, id, idx, entry.offset, *message.id.as_bytes());
+    locate(txn, id, idx, *message.id.as_bytes());
 }
 
 fn conversation_upserted(
@@ -697,13 +721,9 @@ fn message_upserted(txn: &mut Txn<'_>, entry: &LogEntry, upserted: &HistoryMessa
         }
         _ => {}
     }
-    record_write(
-        txn,
-        id,
-        stored.idx,
-        entry.offset,
-        *stored.message_id.as_bytes(),
-    );
+    let message = *stored.message_id.as_bytes();
+    txn.put(event_key(id, stored.idx, entry.offset), message.to_vec());
+    locate(txn, id, stored.idx, message);
     txn.put_value(conversation_key(id), &record);
 }
 
@@ -891,7 +911,11 @@ impl Conversations<'_> {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn writes(&self, id: &SessionId) -> Result<Vec<MessageWrite>, StoreError> {
+    pub fn writes(&self, record: &ConversationRecord) -> Result<Vec<MessageWrite>, StoreError> {
+        let id = &record.id;
+        if record.origin == Origin::Session {
+            return self.session_writes(record);
+        }
         self.snapshot
             .inner()
             .prefix(self.keyspace, with_id(b'e', id.as_bytes()))
@@ -913,6 +937,26 @@ impl Conversations<'_> {
                     idx: idx_from(idx),
                     offset: Offset::from_be_bytes(offset).map_err(corrupt)?,
                     message_id,
+                })
+            })
+            .collect()
+    }
+
+    /// A session's writes: its own messages, each written once, after those its view inherits.
+    fn session_writes(&self, record: &ConversationRecord) -> Result<Vec<MessageWrite>, StoreError> {
+        let first = i64::from(record.inherited);
+        self.snapshot
+            .inner()
+            .prefix(self.keyspace, super::session_prefix(b'm', &record.id))
+            .enumerate()
+            .map(|(at, guard)| {
+                let (offset, bytes) = super::stored_bytes(guard)?;
+                let stored: MessageIdOnly = decode(&bytes)?;
+                let idx = i64::try_from(at).map_or(i64::MAX, |at| first + at);
+                Ok(MessageWrite {
+                    idx: i32::try_from(idx).unwrap_or(i32::MAX),
+                    offset,
+                    message_id: *stored.id.as_bytes(),
                 })
             })
             .collect()

@@ -92,7 +92,7 @@ fn text_part(id: PartId) -> Part {
 
 impl Projection for History {
     const NAME: &'static str = "history";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
         conversations::apply(entry, txn);
@@ -103,10 +103,10 @@ impl Projection for History {
         let session_id = &entry.session_id;
         match event {
             Event::MessageCreated(created) => {
-                txn.put_value(message_key(session_id, entry.offset), &created.message);
+                put_message(txn, message_key(session_id, entry.offset), &created.message);
             }
             Event::StreamMessageEnd(end) => {
-                txn.put_value(message_key(session_id, entry.offset), &end.message);
+                put_message(txn, message_key(session_id, entry.offset), &end.message);
                 txn.delete(draft_key(session_id));
             }
             Event::StreamMessageStart(start) => {
@@ -176,6 +176,15 @@ impl Projection for History {
             }
             _ => {}
         }
+    }
+}
+
+/// Writes a completed message, encoded now: nothing in the batch reads it back, and the entry's
+/// message is borrowed, so this spares a copy of it.
+fn put_message(txn: &mut Txn<'_>, key: Vec<u8>, message: &Message) {
+    match octo_core::codec::to_msgpack(message) {
+        Ok(bytes) => txn.put(key, bytes),
+        Err(e) => txn.fail(format!("a message does not encode: {e}")),
     }
 }
 
@@ -251,14 +260,13 @@ fn fold_delta(
     fold: impl FnOnce(&mut Draft),
 ) {
     let key = draft_key(session_id);
-    let Some(mut draft) = txn.get_value::<Draft>(&key) else {
+    let Some(mut draft) = txn.take_value::<Draft>(&key) else {
         return;
     };
-    if draft.message.id != message_id {
-        return;
+    if draft.message.id == message_id {
+        fold(&mut draft);
     }
-    fold(&mut draft);
-    txn.put_value(key, &draft);
+    txn.put_owned(key, draft);
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {

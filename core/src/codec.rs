@@ -75,9 +75,27 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError>
 /// # Errors
 /// [`EncodeError::Unencodable`] when rmp-serde refuses the value.
 pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    rmp_serde::to_vec_named(value).map_err(|e| EncodeError::Unencodable {
-        encoding: Encoding::Msgpack,
-        detail: e.to_string(),
+    thread_local! {
+        /// Where this thread encodes: grown once, so an encoding is one exact allocation and
+        /// one copy instead of a buffer that doubles its way up from nothing.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A scratch buffer that grew past this (one huge value) is not kept.
+    const SCRATCH_KEPT_MAX: usize = 1 << 20;
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            let encoded = write_msgpack(&mut scratch, value).map(|()| scratch.as_slice().to_vec());
+            if scratch.capacity() > SCRATCH_KEPT_MAX {
+                *scratch = Vec::new();
+            }
+            encoded
+        }
+        // A value whose serialization encodes another value (re-entry): a buffer of its own.
+        Err(_) => {
+            let mut buffer = Vec::new();
+            write_msgpack(&mut buffer, value).map(|()| buffer)
+        }
     })
 }
 

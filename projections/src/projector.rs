@@ -180,12 +180,15 @@ pub async fn catch_up<P: Projection>(
             std::mem::take(&mut page.entries),
         );
         let apply = blocking(move || {
-            store.apply_through(
+            let applied = store.apply_through(
                 &*projection,
                 &keyspace,
                 entries.iter().map(|entry| &**entry),
                 Some(through),
-            )
+            );
+            // Freeing a page of entries is work the next page's fold need not wait for.
+            tokio::task::spawn_blocking(move || drop(entries));
+            applied
         });
         let result = if last {
             apply.await

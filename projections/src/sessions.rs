@@ -296,7 +296,13 @@ impl Projection for Sessions {
             _ => Some((record.owner.clone(), record.summary.updated_offset)),
         };
         if let Some((owner, updated_offset)) = previous {
-            txn.delete(listing_key(&owner, updated_offset, &entry.session_id));
+            let old = listing_key(&owner, updated_offset, &entry.session_id);
+            // Moved already in this batch: the old key was never committed.
+            if updated_offset > txn.committed_through() {
+                txn.forget(&old);
+            } else {
+                txn.delete(old);
+            }
         }
         record.summary.updated_offset = entry.offset;
         record.summary.updated_ms = entry.ts_ms;

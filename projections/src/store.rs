@@ -193,7 +193,7 @@ impl ProjectionStore {
         through: Option<Offset>,
     ) -> Result<Offset, StoreError> {
         let mut applied = self.applied::<P>()?;
-        let mut txn = Txn::new(keyspace);
+        let mut txn = Txn::new(keyspace, applied);
         for entry in entries {
             assert!(
                 entry.offset > applied,
@@ -253,7 +253,10 @@ impl ProjectionStore {
         keyspace: &Keyspace,
         entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
     ) {
-        let mut txn = Txn::new(keyspace);
+        let Ok(applied) = self.applied::<P>() else {
+            return;
+        };
+        let mut txn = Txn::new(keyspace, applied);
         for entry in entries {
             projection.apply(entry, &mut txn);
         }
@@ -305,17 +308,29 @@ fn encode_as<T: Serialize + 'static>(value: &dyn Any) -> Result<Vec<u8>, String>
 /// folds spent folding. Only the rare range scan ([`Txn::keys_in`]) needs an order, and sorts.
 pub struct Txn<'a> {
     keyspace: &'a Keyspace,
+    /// The applied offset the committed state is at.
+    committed: Offset,
     pending: HashMap<Vec<u8>, Pending, foldhash::fast::RandomState>,
     error: Option<String>,
 }
 
+/// Writes a transaction makes room for at the start (a page of entries makes a few thousand).
+const PENDING_CAPACITY: usize = 4_096;
+
 impl<'a> Txn<'a> {
-    pub(crate) fn new(keyspace: &'a Keyspace) -> Txn<'a> {
+    pub(crate) fn new(keyspace: &'a Keyspace, committed: Offset) -> Txn<'a> {
         Txn {
             keyspace,
-            pending: HashMap::default(),
+            committed,
+            pending: HashMap::with_capacity_and_hasher(PENDING_CAPACITY, Default::default()),
             error: None,
         }
+    }
+
+    /// The offset the committed state has applied: a key made from a higher offset (an entry
+    /// of this batch) can only have been written by this transaction.
+    pub fn committed_through(&self) -> Offset {
+        self.committed
     }
 
     pub(crate) fn fail(&mut self, detail: String) {
@@ -357,6 +372,13 @@ impl<'a> Txn<'a> {
     /// Removes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
         self.pending.insert(key, Pending::Deleted);
+    }
+
+    /// Removes `key`, which this transaction wrote and was never committed (the caller knows,
+    /// see [`Txn::committed_through`]): the write is dropped, with nothing to look up or delete
+    /// in the keyspace at the commit.
+    pub fn forget(&mut self, key: &[u8]) {
+        self.pending.remove(key);
     }
 
     /// Decodes the msgpack value at `key` (or clones it, when this transaction wrote it).

@@ -103,15 +103,47 @@ const WORDS: [&str; 24] = [
     "again",
 ];
 
+/// Distinct words the seeded text draws from. Ranks follow a Zipf-like law (P(rank <= k) =
+/// ln(k + 1) / ln(VOCABULARY)), as in real prose: the words above are the most frequent, a few
+/// hundred make up half of any text, and tens of thousands appear now and then. Search indexing
+/// meets a realistic term dictionary and realistic repetition.
+const VOCABULARY: f64 = 50_000.0;
+
+const SYLLABLES: [&str; 32] = [
+    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ba", "de", "fi", "go", "hu", "ja", "ke", "li",
+    "mo", "nu", "pa", "qui", "re", "si", "to", "un", "ver", "wa", "xe", "yo", "zu", "ar", "en",
+    "or",
+];
+
+/// The word of a rank: one of [`WORDS`], else syllables spelling the rank, some with an English
+/// ending (so stemming has work to do).
+fn push_word(out: &mut String, rank: usize) {
+    if let Some(word) = WORDS.get(rank) {
+        out.push_str(word);
+        return;
+    }
+    let mut rest = rank;
+    loop {
+        out.push_str(SYLLABLES[rest % SYLLABLES.len()]);
+        rest /= SYLLABLES.len();
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push_str(["", "ing", "s", "ed", "ation", ""][rank % 6]);
+}
+
 /// Text of about `bytes` bytes, varied by `seed`.
 fn text(bytes: usize, seed: usize) -> String {
-    let mut out = String::with_capacity(bytes + 16);
-    let mut n = seed.wrapping_mul(2_654_435_761);
+    let mut out = String::with_capacity(bytes + 32);
+    let mut n = (seed as u64).wrapping_mul(2_654_435_761);
     while out.len() < bytes {
         n = n
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        out.push_str(WORDS[(n >> 33) % WORDS.len()]);
+        let uniform = (n >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = VOCABULARY.powf(uniform) as usize - 1;
+        push_word(&mut out, rank);
         out.push(' ');
     }
     out

@@ -230,6 +230,8 @@ impl ProjectionStore {
                         });
                     }
                 },
+                // Read, decoded and kept, not changed: nothing to write.
+                Pending::Clean(_) => {}
                 // A key written and deleted within the batch (a listing entry that moved
                 // twice) never reached the keyspace: no tombstone for it.
                 Pending::Deleted => {
@@ -291,6 +293,10 @@ enum Pending {
         value: Box<dyn Any + Send>,
         encode: fn(&dyn Any) -> Result<Vec<u8>, String>,
     },
+    /// A committed value this transaction read and decoded, kept so the next read of it (a
+    /// session's model, read for every entry of the session) neither looks it up nor decodes it
+    /// again. Never written.
+    Clean(Box<dyn Any + Send>),
     Deleted,
 }
 
@@ -369,7 +375,7 @@ impl<'a> Txn<'a> {
                     }
                 };
             }
-            None => {}
+            Some(Pending::Clean(_)) | None => {}
         }
         match self.keyspace.get(key) {
             Ok(value) => value.map(|bytes| bytes.to_vec()),
@@ -397,17 +403,27 @@ impl<'a> Txn<'a> {
         self.pending.remove(key);
     }
 
-    /// Decodes the msgpack value at `key` (or clones it, when this transaction wrote it).
+    /// Decodes the msgpack value at `key` (or clones it, when this transaction wrote it or
+    /// read it before).
     pub fn get_value<T: DeserializeOwned + Serialize + Clone + Send + 'static>(
         &mut self,
         key: &[u8],
     ) -> Option<T> {
-        if let Some(Pending::Value { value, .. }) = self.pending.get(key)
-            && let Some(value) = value.downcast_ref::<T>()
-        {
-            return Some(value.clone());
+        match self.pending.get(key) {
+            Some(Pending::Value { value, .. } | Pending::Clean(value)) => {
+                if let Some(value) = value.downcast_ref::<T>() {
+                    return Some(value.clone());
+                }
+                self.decode_at(key)
+            }
+            Some(Pending::Bytes(_) | Pending::Deleted) => self.decode_at(key),
+            None => {
+                let value: T = self.decode_at(key)?;
+                self.pending
+                    .insert(key.to_vec(), Pending::Clean(Box::new(value.clone())));
+                Some(value)
+            }
         }
-        self.decode_at(key)
     }
 
     /// Writes `value` at `key`; it is encoded as msgpack when the transaction commits.
@@ -427,16 +443,17 @@ impl<'a> Txn<'a> {
     }
 
     /// The value at `key` to change and then write back with [`Txn::put_owned`]: moved out of
-    /// this transaction when it wrote it (no clone), else decoded. Until it is put back, reads
+    /// this transaction when it wrote or read it (no clone), else decoded. Until it is put back, reads
     /// of `key` in this transaction see the value as committed, so put it back, changed or not,
     /// before anything else reads it.
     pub fn take_value<T: DeserializeOwned + Serialize + Send + 'static>(
         &mut self,
         key: &[u8],
     ) -> Option<T> {
-        if let Some(Pending::Value { value, .. }) = self.pending.get(key)
+        if let Some(Pending::Value { value, .. } | Pending::Clean(value)) = self.pending.get(key)
             && value.is::<T>()
-            && let Some(Pending::Value { value, .. }) = self.pending.remove(key)
+            && let Some(Pending::Value { value, .. } | Pending::Clean(value)) =
+                self.pending.remove(key)
             && let Ok(value) = value.downcast::<T>()
         {
             return Some(*value);
@@ -477,7 +494,9 @@ impl<'a> Txn<'a> {
             }
             match value {
                 Pending::Deleted => keys.remove(key),
-                Pending::Bytes(_) | Pending::Value { .. } => keys.insert(key.clone()),
+                Pending::Bytes(_) | Pending::Value { .. } | Pending::Clean(_) => {
+                    keys.insert(key.clone())
+                }
             };
         }
         keys.into_iter().collect()
@@ -549,5 +568,65 @@ impl StoreError {
             projection: P::NAME.to_owned(),
             detail: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(keyspace: &Keyspace, entries: &[(&[u8], &[u8])]) {
+        for (key, value) in entries {
+            keyspace.insert(*key, *value).expect("writes");
+        }
+    }
+
+    #[test]
+    fn reads_kept_decoded_are_never_written_and_never_stale() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ProjectionStore::open(dir.path()).expect("opens");
+        let keyspace = store
+            .db
+            .keyspace("t", KeyspaceCreateOptions::default)
+            .expect("keyspace");
+        let seven = octo_core::codec::to_msgpack(&7u64).expect("encodes");
+        committed(&keyspace, &[(b"a", &seven), (b"b", &seven)]);
+
+        let mut txn = Txn::new(&keyspace, Offset::ZERO);
+        assert_eq!(txn.get_value::<u64>(b"a"), Some(7));
+        assert!(matches!(
+            txn.pending.get(&b"a"[..]),
+            Some(Pending::Clean(_))
+        ));
+        // Read again from the kept value; the raw bytes are still the committed ones.
+        assert_eq!(txn.get_value::<u64>(b"a"), Some(7));
+        assert_eq!(txn.get(b"a"), Some(seven.clone()));
+        // Taken and put back changed: the change is written.
+        let mut a: u64 = txn.take_value(b"a").expect("present");
+        a += 1;
+        txn.put_owned(b"a".to_vec(), a);
+        assert_eq!(txn.get_value::<u64>(b"a"), Some(8));
+        // Read only: kept, and nothing to write.
+        assert_eq!(txn.get_value::<u64>(b"b"), Some(7));
+        assert_eq!(txn.get_value::<u64>(b"missing"), None);
+        // A write after a read wins.
+        txn.put_value(b"b".to_vec(), &9u64);
+        assert_eq!(txn.get_value::<u64>(b"b"), Some(9));
+        txn.delete(b"b".to_vec());
+        assert_eq!(txn.get_value::<u64>(b"b"), None);
+        assert_eq!(
+            txn.keys_in(b"a", b"c"),
+            vec![b"a".to_vec()],
+            "a deleted key is not listed, a read one is"
+        );
+
+        let mut txn = Txn::new(&keyspace, Offset::ZERO);
+        assert_eq!(txn.get_value::<u64>(b"a"), Some(7));
+        let pending: Vec<bool> = txn
+            .pending
+            .values()
+            .map(|p| matches!(p, Pending::Clean(_)))
+            .collect();
+        assert_eq!(pending, [true], "a read is kept, not pending as a write");
     }
 }

@@ -117,6 +117,23 @@ impl LogBuilder {
         session_id
     }
 
+    /// Forks `parent` at `at` into a new session (the command and its `session.forked`).
+    fn fork(&mut self, user: &str, parent: SessionId, at: Offset, inherited: u32) -> SessionId {
+        let child = SessionId::new();
+        let (cause, _) = self.command(
+            user,
+            parent,
+            json!({"type": "fork", "at_offset": at, "new_session_id": child}),
+        );
+        self.event(
+            user,
+            child,
+            json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
+            "harness": "pi", "workspace": "w", "user_messages_inherited": inherited, "cause": cause}),
+        );
+        child
+    }
+
     /// A whole prompt turn: the prompt, a run with a tool call, usage, and the run's end.
     fn turn(&mut self, user: &str, session_id: SessionId, text: &str, rng: &mut StdRng) {
         let (cause, command_id) =
@@ -412,14 +429,7 @@ fn random_log(seed: u64, n_steps: usize) -> Vec<LogEntry> {
             3 => {
                 // Fork at the newest entry of the source (between runs in this generator).
                 let at = Offset::new(log.entries.len() as u64).expect("small");
-                let child = SessionId::new();
-                let (cause, _) = log.command(
-                    &owner,
-                    session_id,
-                    json!({"type": "fork", "at_offset": at, "new_session_id": child}),
-                );
-                log.event(&owner, child, json!({"type": "session.forked", "parent_session_id": session_id, "parent_offset": at,
-                    "harness": "pi", "workspace": "w", "user_messages_inherited": 0, "cause": cause}));
+                let child = log.fork(&owner, session_id, at, 0);
                 sessions.push((owner, child));
             }
             4 if rng.random_bool(0.3) => {
@@ -625,18 +635,7 @@ fn forks_derive_their_view_from_the_parent() {
     log.turn("alice", parent, "first question", &mut rng);
     let at = Offset::new(log.entries.len() as u64).expect("small");
     log.turn("alice", parent, "second question", &mut rng);
-    let child = SessionId::new();
-    let (cause, _) = log.command(
-        "alice",
-        parent,
-        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
-    );
-    log.event(
-        "alice",
-        child,
-        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
-        "harness": "pi", "workspace": "w", "user_messages_inherited": 1, "cause": cause}),
-    );
+    let child = log.fork("alice", parent, at, 1);
     log.turn("alice", child, "forked question", &mut rng);
     let (_stores, store) = applied_store(&log.entries);
     let keyspace = store.keyspace::<Sessions>().expect("keyspace");
@@ -867,18 +866,7 @@ fn history_builds_drafts_and_pages_a_forked_view() {
     }
     // A fork at the parent's newest entry, then a turn of its own.
     let at = Offset::new(log.entries.len() as u64).expect("small");
-    let child = SessionId::new();
-    let (cause, _) = log.command(
-        "alice",
-        parent,
-        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
-    );
-    log.event(
-        "alice",
-        child,
-        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
-        "harness": "pi", "workspace": "w", "user_messages_inherited": 3, "cause": cause}),
-    );
+    let child = log.fork("alice", parent, at, 3);
     log.turn("alice", parent, "after the fork, parent only", &mut rng);
     // The child streams: a draft with text and a tool call whose arguments are still arriving.
     let (cause, _) = log.command(
@@ -993,18 +981,7 @@ fn hstry_message_writes_of_sessions_are_their_messages() {
         log.turn("alice", parent, &format!("question {i}"), &mut rng);
     }
     let at = Offset::new(log.entries.len() as u64).expect("small");
-    let child = SessionId::new();
-    let (cause, _) = log.command(
-        "alice",
-        parent,
-        json!({"type": "fork", "at_offset": at, "new_session_id": child}),
-    );
-    log.event(
-        "alice",
-        child,
-        json!({"type": "session.forked", "parent_session_id": parent, "parent_offset": at,
-        "harness": "pi", "workspace": "w", "user_messages_inherited": 3, "cause": cause}),
-    );
+    let child = log.fork("alice", parent, at, 3);
     log.turn("alice", child, "the child's own question", &mut rng);
     let before_delete = log.entries.len();
     let (cause, _) = log.command("alice", parent, json!({"type": "session.delete"}));

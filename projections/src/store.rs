@@ -443,9 +443,9 @@ impl<'a> Txn<'a> {
     }
 
     /// The value at `key` to change and then write back with [`Txn::put_owned`]: moved out of
-    /// this transaction when it wrote or read it (no clone), else decoded. Until it is put back, reads
-    /// of `key` in this transaction see the value as committed, so put it back, changed or not,
-    /// before anything else reads it.
+    /// this transaction when it wrote or read it (no clone), else decoded. Until it is put
+    /// back, reads of `key` in this transaction see the value as committed, so put it back,
+    /// changed or not, before anything else reads it.
     pub fn take_value<T: DeserializeOwned + Serialize + Send + 'static>(
         &mut self,
         key: &[u8],

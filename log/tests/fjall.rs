@@ -275,6 +275,56 @@ fn kill9_child() {
     });
 }
 
+/// A log written while the session index was a keyspace of the main database opens with the
+/// index rebuilt from `log` in its own database, and the old keyspace is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_with_the_old_index_layout_opens_with_its_index_rebuilt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("log");
+    let alice = user("alice");
+    let sessions = [SessionId::new(), SessionId::new()];
+    {
+        let log = open(FjallConfig::new(&path)).await;
+        for n in 0..30 {
+            log.append(vec![notice(&alice, sessions[n % 2], &format!("n{n}"))])
+                .await
+                .expect("appends");
+        }
+    }
+    // The old layout: no index folder, a `by_session` keyspace in the main database.
+    std::fs::remove_dir_all(path.join("by_session")).expect("index folder removed");
+    {
+        let db = fjall::Database::builder(&path).open().expect("main db");
+        let legacy = db
+            .keyspace("by_session", fjall::KeyspaceCreateOptions::default)
+            .expect("legacy keyspace");
+        legacy
+            .insert([0u8; 24], b"stale".to_vec())
+            .expect("stale entry");
+        db.persist(fjall::PersistMode::SyncAll).expect("synced");
+    }
+    let log = open(FjallConfig::new(&path)).await;
+    let repair = log.index_repair();
+    assert!(repair.rebuilt, "{repair:?}");
+    assert_eq!(repair.copied, 30);
+    for (i, session_id) in sessions.iter().enumerate() {
+        let entries = read_all(&*log, &LogFilter::session(*session_id), Offset::ZERO).await;
+        let offsets: Vec<u64> = entries.iter().map(|entry| entry.offset.get()).collect();
+        let expected: Vec<u64> = (1..=30).filter(|o| (o - 1) % 2 == i as u64).collect();
+        assert_eq!(offsets, expected);
+    }
+    drop(log);
+    let db = fjall::Database::builder(&path).open().expect("main db");
+    assert!(
+        !db.keyspace_exists("by_session"),
+        "the old keyspace is deleted"
+    );
+    drop(db);
+    // Opened again, the index is level with the log: nothing to repair.
+    let log = open(FjallConfig::new(&path)).await;
+    assert_eq!(log.index_repair(), octo_log::fjall::IndexRepair::default());
+}
+
 /// A child appends concurrently and prints each acked offset; it is killed with SIGKILL at random
 /// moments, 20 times. After each kill the log reopens with every acked entry at its offset, no
 /// offset ever names two entries, and new appends continue above the highest.
@@ -287,6 +337,7 @@ async fn kill9_loses_no_acked_entry() {
     let mut ever_acked: BTreeMap<Offset, CommandId> = BTreeMap::new();
     let mut rng = rand::rng();
     let mut total_acked_before_kill = 0usize;
+    let mut index_repairs = Vec::new();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
             .args([
@@ -332,8 +383,25 @@ async fn kill9_loses_no_acked_entry() {
         total_acked_before_kill += acks.len();
 
         let log = open(FjallConfig::new(&path)).await;
-        let stored = read_all(&*log, &LogFilter::all(), Offset::ZERO).await;
-        let stored: BTreeMap<Offset, Option<CommandId>> = stored
+        index_repairs.push(log.index_repair());
+        let all = read_all(&*log, &LogFilter::all(), Offset::ZERO).await;
+        // The session index, repaired at open, holds exactly the log's entries of each session.
+        let mut sessions: BTreeMap<SessionId, Vec<Offset>> = BTreeMap::new();
+        for entry in &all {
+            sessions
+                .entry(entry.session_id)
+                .or_default()
+                .push(entry.offset);
+        }
+        for (session_id, offsets) in &sessions {
+            let by_session = read_all(&*log, &LogFilter::session(*session_id), Offset::ZERO).await;
+            let indexed: Vec<Offset> = by_session.iter().map(|entry| entry.offset).collect();
+            assert_eq!(
+                &indexed, offsets,
+                "round {round}: session {session_id} indexed"
+            );
+        }
+        let stored: BTreeMap<Offset, Option<CommandId>> = all
             .iter()
             .map(|entry| (entry.offset, entry.command_id))
             .collect();
@@ -381,5 +449,11 @@ async fn kill9_loses_no_acked_entry() {
     assert!(
         total_acked_before_kill > ROUNDS,
         "children acked entries before being killed"
+    );
+    // The index's journal is never synced, and a kill loses what it had not yet written out: the
+    // repair at open is what kept the session reads above exact.
+    assert!(
+        index_repairs.iter().any(|repair| repair.copied > 0),
+        "a kill left the session index behind at least once: {index_repairs:?}"
     );
 }

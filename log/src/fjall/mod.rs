@@ -1,17 +1,21 @@
 //! The fjall backend: the default, embedded log.
 //!
-//! Layout (ARCHITECTURE.md "The log"), every keyspace written in one atomic batch per group:
+//! Layout (ARCHITECTURE.md "The log"), these keyspaces written in one atomic batch per group:
 //! - `log`: offset (u64 big-endian) -> record (see `record.rs`);
-//! - `by_session`: session id ++ offset -> the same record, a copy rather than a pointer, so one
-//!   session's entries are one contiguous range read;
 //! - `command_ids`: user id ++ 0x00 ++ command id -> offset ++ session id ++ blake3 of the body;
 //! - `producers`: producer id -> last seq (u64 big-endian);
-//! - `blobs`: blake3 -> bytes, for payloads over `max_entry_bytes` (key-value separated).
+//! - `blobs`: blake3 -> bytes, for payloads over `max_entry_bytes` (key-value separated);
+//!
+//! and, in a database of its own in the `by_session` folder, the session index: session id ++
+//! offset -> the same record, a copy rather than a pointer, so one session's entries are one
+//! contiguous range read. The index is derived from `log`: it is written beside each group's sync
+//! and repaired from `log` when the log opens (see `index.rs`).
 //!
 //! One writer thread owns every write (group commit, see `writer.rs`). Readers run on tokio's
 //! blocking pool and never see past the synced watermark (`head`), even though fjall's memtable
 //! already holds a group between its commit and its sync: durable before visible.
 
+mod index;
 mod writer;
 
 use std::collections::HashMap;
@@ -33,6 +37,8 @@ use crate::api::{
 };
 use crate::live::{Listener, LiveHub, QueueBound};
 use crate::record;
+pub use index::IndexRepair;
+use index::SessionIndex;
 use writer::{AppendRequest, CommandKey, Prepared};
 
 /// Entries coalesced into one write batch and one sync; bounds ack latency under load.
@@ -44,6 +50,9 @@ pub const APPEND_QUEUE_REQUESTS_MAX: usize = 4096;
 /// Entries one read examines at most, so a rarely matching filter cannot stall a reader; the
 /// caller continues from `scanned_through`.
 pub const READ_SCAN_ENTRIES_MAX: usize = 65_536;
+
+/// Where logs written before the session index had a database of its own kept it.
+const LEGACY_BY_SESSION: &str = "by_session";
 
 /// Block cache for reads.
 pub const CACHE_BYTES_DEFAULT: u64 = 64 << 20;
@@ -108,6 +117,9 @@ pub enum OpenError {
     /// Stop: the newest stored entry does not decode; the log is damaged.
     #[error("the log at {path} is damaged: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    /// Stop: the session index could not be brought level with the log.
+    #[error("cannot repair the session index of the log at {path}: {detail}")]
+    Index { path: PathBuf, detail: String },
     /// Stop: the writer thread could not be started.
     #[error("cannot start the log writer: {0}")]
     Thread(std::io::Error),
@@ -116,7 +128,7 @@ pub enum OpenError {
 pub(crate) struct Shared {
     db: Database,
     log: Keyspace,
-    by_session: Keyspace,
+    index: SessionIndex,
     command_ids: Keyspace,
     producers: Keyspace,
     blobs: Keyspace,
@@ -138,6 +150,7 @@ struct WriterStats {
     entries_synced: AtomicU64,
     commit_micros: AtomicU64,
     sync_micros: AtomicU64,
+    gather_micros: AtomicU64,
 }
 
 /// A snapshot of the writer's counters.
@@ -151,6 +164,9 @@ pub struct FjallStats {
     pub commit_micros: u64,
     /// Time spent in the sync, in microseconds.
     pub sync_micros: u64,
+    /// Time groups spent gathering, from their first request's arrival to their close, in
+    /// microseconds.
+    pub gather_micros: u64,
 }
 
 impl Shared {
@@ -197,6 +213,7 @@ fn offset_of_key(key: &[u8]) -> Result<Offset, String> {
 /// it has answered every queued append, and closes live listeners.
 pub struct FjallLog {
     shared: Arc<Shared>,
+    repair: IndexRepair,
     requests: Option<mpsc::Sender<AppendRequest>>,
     writer_thread: Option<JoinHandle<()>>,
 }
@@ -223,7 +240,6 @@ impl FjallLog {
             db.keyspace(name, options).map_err(fjall_error)
         };
         let log = keyspace("log", KeyspaceCreateOptions::default)?;
-        let by_session = keyspace("by_session", KeyspaceCreateOptions::default)?;
         let command_ids = keyspace("command_ids", KeyspaceCreateOptions::default)?;
         let producers = keyspace("producers", KeyspaceCreateOptions::default)?;
         let blobs = keyspace("blobs", || {
@@ -250,12 +266,23 @@ impl FjallLog {
                 offset
             }
         };
-        tracing::info!(path = %path.display(), head = %last, "log opened");
+        let index_error = |detail: String| OpenError::Index {
+            path: path.clone(),
+            detail,
+        };
+        let mut index = SessionIndex::open(&path, config.cache_bytes).map_err(fjall_error)?;
+        let repair = index.repair(&log, last).map_err(index_error)?;
+        if db.keyspace_exists(LEGACY_BY_SESSION) {
+            // Logs written before the index had a database of its own kept it here.
+            let legacy = keyspace(LEGACY_BY_SESSION, KeyspaceCreateOptions::default)?;
+            db.delete_keyspace(legacy).map_err(fjall_error)?;
+        }
+        tracing::info!(path = %path.display(), head = %last, ?repair, "log opened");
 
         let shared = Arc::new(Shared {
             db,
             log,
-            by_session,
+            index,
             command_ids,
             producers,
             blobs,
@@ -267,13 +294,15 @@ impl FjallLog {
             config,
         });
         let (requests, receiver) = mpsc::channel(APPEND_QUEUE_REQUESTS_MAX);
-        let writer = writer::Writer::new(Arc::clone(&shared), last.successor());
+        let writer = writer::Writer::new(Arc::clone(&shared), last.successor())
+            .map_err(OpenError::Thread)?;
         let writer_thread = std::thread::Builder::new()
             .name("octo-log-writer".to_owned())
             .spawn(move || writer.run(receiver))
             .map_err(OpenError::Thread)?;
         Ok(Arc::new(FjallLog {
             shared,
+            repair,
             requests: Some(requests),
             writer_thread: Some(writer_thread),
         }))
@@ -284,6 +313,11 @@ impl FjallLog {
         &self.shared.config.path
     }
 
+    /// What opening did to bring the session index level with the log.
+    pub fn index_repair(&self) -> IndexRepair {
+        self.repair
+    }
+
     /// The writer's counters since open.
     pub fn stats(&self) -> FjallStats {
         FjallStats {
@@ -291,6 +325,7 @@ impl FjallLog {
             entries_synced: self.shared.stats.entries_synced.load(Ordering::Relaxed),
             commit_micros: self.shared.stats.commit_micros.load(Ordering::Relaxed),
             sync_micros: self.shared.stats.sync_micros.load(Ordering::Relaxed),
+            gather_micros: self.shared.stats.gather_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -432,6 +467,9 @@ impl Drop for FjallLog {
         {
             tracing::error!("the log writer panicked");
         }
+        if let Err(reason) = self.shared.index.persist() {
+            tracing::warn!(%reason, "the session index was not synced at close; the next open repairs it");
+        }
         self.shared.hub.close();
     }
 }
@@ -473,6 +511,7 @@ fn read_blocking(shared: &Shared, query: &ReadQuery) -> Result<ReadBatch, ReadEr
     let from = query.after.successor();
     let iter = match &query.filter.session_id {
         Some(session_id) => shared
+            .index
             .by_session
             .range(session_key(session_id, from)..=session_key(session_id, upper)),
         None => shared.log.range(from.to_be_bytes()..=upper.to_be_bytes()),
@@ -574,7 +613,7 @@ impl EventLog for FjallLog {
         blocking(move || {
             let head = shared.head();
             let range = session_key(&session_id, Offset::ZERO)..=session_key(&session_id, head);
-            match shared.by_session.range(range).next_back() {
+            match shared.index.by_session.range(range).next_back() {
                 None => Ok(Offset::ZERO),
                 Some(guard) => {
                     let key = guard.key().map_err(|e| ReadError::Unavailable {

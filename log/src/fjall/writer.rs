@@ -2,9 +2,10 @@
 //!
 //! The writer takes every queued request up to [`APPEND_BATCH_ENTRIES_MAX`] entries, decides each
 //! one (duplicate command, producer seq, offsets, timestamps), writes the whole group as one fjall
-//! batch, syncs once, moves the synced watermark, and only then answers and publishes. A request is
-//! atomic: all its entries or none. A failed commit or sync answers the whole group `unavailable`
-//! and poisons the log; it refuses appends until it is reopened.
+//! batch, syncs once, moves the synced watermark, and only then answers and publishes. The group's
+//! session index batch is committed by the index thread meanwhile, and waited for before the
+//! watermark moves. A request is atomic: all its entries or none. A failed commit or sync answers
+//! the whole group `unavailable` and poisons the log; it refuses appends until it is reopened.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use fjall::OwnedWriteBatch;
 use octo_core::{CommandId, LogEntry, Ms, Offset, ProducerId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{APPEND_BATCH_ENTRIES_MAX, Shared, session_key};
+use super::index::{IndexBatch, IndexWriter};
+use super::{APPEND_BATCH_ENTRIES_MAX, Shared};
 use crate::api::{AppendError, BlobHash, ReadError, Receipt, SeqSpec};
 use crate::record;
 
@@ -178,6 +180,7 @@ struct Staged {
 /// A group being gathered: its requests decided and staged, nothing written yet.
 struct Group {
     batch: OwnedWriteBatch,
+    index_batch: IndexBatch,
     staged: Staged,
     published: Vec<(Arc<LogEntry>, usize)>,
     /// Each request's reply and what it will be told once the group is durable.
@@ -193,6 +196,7 @@ impl Group {
     fn new(shared: &Shared, offset_before: Offset) -> Group {
         Group {
             batch: shared.db.batch(),
+            index_batch: shared.index.batch(),
             staged: Staged::default(),
             published: Vec::new(),
             requests: Vec::with_capacity(64),
@@ -222,6 +226,7 @@ const SESSION_TS_CACHE_MAX: usize = 65_536;
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
+    index_writer: IndexWriter,
     next_offset: Offset,
     session_ts: HashMap<SessionId, Ms>,
 }
@@ -252,12 +257,13 @@ fn now_ms() -> Ms {
 }
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>, next_offset: Offset) -> Writer {
-        Writer {
+    pub(super) fn new(shared: Arc<Shared>, next_offset: Offset) -> std::io::Result<Writer> {
+        Ok(Writer {
             shared,
+            index_writer: IndexWriter::start()?,
             next_offset,
             session_ts: HashMap::new(),
-        }
+        })
     }
 
     pub(super) fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
@@ -269,6 +275,7 @@ impl Writer {
         while let Some(first) = requests.blocking_recv() {
             // Each request is decided and staged as it arrives, so the work of a group is done
             // while its stragglers are still on their way; only commit and sync remain after.
+            let gather_started = Instant::now();
             let mut group = Group::new(&shared, self.next_offset);
             self.add(&mut group, first);
             let expected = recent_group_sizes[0].max(recent_group_sizes[1]);
@@ -285,6 +292,10 @@ impl Writer {
                 std::thread::sleep(GROUP_GATHER_POLL);
             }
             recent_group_sizes = [recent_group_sizes[1], group.requests.len()];
+            shared
+                .stats
+                .gather_micros
+                .fetch_add(micros(gather_started.elapsed()), Ordering::Relaxed);
             if let Err(reason) = self.finish(group) {
                 self.shared.poisoned.store(true, Ordering::Release);
                 tracing::error!(%reason, "log write failed; the log refuses appends until reopened");
@@ -298,13 +309,7 @@ impl Writer {
         group.n_entries += request.entries.len();
         group.n_bytes += request.size_bytes();
         let entries = std::mem::take(&mut request.entries);
-        let outcome = self.stage(
-            entries,
-            group.now,
-            &mut group.batch,
-            &mut group.staged,
-            &mut group.published,
-        );
+        let outcome = self.stage(entries, group);
         group.requests.push((request.reply, outcome));
     }
 
@@ -313,6 +318,7 @@ impl Writer {
     fn finish(&mut self, group: Group) -> Result<(), String> {
         let Group {
             mut batch,
+            index_batch,
             mut staged,
             published,
             requests,
@@ -336,7 +342,7 @@ impl Writer {
                 );
             }
             let commit_started = Instant::now();
-            let sync_started = match write_durably(&shared, batch) {
+            let sync_started = match self.write_durably(batch, index_batch) {
                 Ok(sync_started) => sync_started,
                 Err(reason) => {
                     let error = AppendError::Unavailable {
@@ -388,14 +394,16 @@ impl Writer {
 
     /// Decides one request and stages its writes. A rejection (duplicate, conflict, gap, or a
     /// failed read while deciding) stages nothing and leaves the writer healthy.
-    fn stage(
-        &mut self,
-        mut entries: Vec<Prepared>,
-        now: Ms,
-        batch: &mut OwnedWriteBatch,
-        staged: &mut Staged,
-        published: &mut Vec<(Arc<LogEntry>, usize)>,
-    ) -> Outcome {
+    fn stage(&mut self, mut entries: Vec<Prepared>, group: &mut Group) -> Outcome {
+        let Group {
+            batch,
+            index_batch,
+            staged,
+            published,
+            now,
+            ..
+        } = group;
+        let now = *now;
         let shared = Arc::clone(&self.shared);
         let unreadable = |reason: String| AppendError::Unavailable {
             reason: format!("cannot read the log's state: {reason}"),
@@ -485,10 +493,10 @@ impl Writer {
                 .producers
                 .insert(entry.template.producer.id.clone(), seq);
             let size_bytes = entry.record.len();
-            // One buffer shared by both keyspaces.
+            // One buffer shared by the log and its session index.
             let record = fjall::Slice::from(entry.record);
             batch.insert(&shared.log, offset.to_be_bytes(), record.clone());
-            batch.insert(&shared.by_session, session_key(&session_id, offset), record);
+            index_batch.insert(session_id, offset, record);
             for (hash, bytes) in entry.blobs {
                 batch.insert(&shared.blobs, *hash.as_bytes(), bytes);
             }
@@ -539,8 +547,9 @@ impl Writer {
         {
             return Ok(*ts);
         }
-        let range = session_key(session_id, Offset::ZERO)..=session_key(session_id, Offset::MAX);
-        match self.shared.by_session.range(range).next_back() {
+        let range = super::session_key(session_id, Offset::ZERO)
+            ..=super::session_key(session_id, Offset::MAX);
+        match self.shared.index.by_session.range(range).next_back() {
             None => Ok(Ms::MIN),
             Some(guard) => {
                 let value = guard.value().map_err(|e| e.to_string())?;
@@ -550,12 +559,39 @@ impl Writer {
     }
 }
 
-/// Commits the batch and syncs it; returns when the sync started.
-fn write_durably(shared: &Shared, batch: OwnedWriteBatch) -> Result<Instant, String> {
-    batch.commit().map_err(|e| format!("write failed: {e}"))?;
-    let sync_started = Instant::now();
-    shared.sync().map_err(|e| format!("sync failed: {e}"))?;
-    Ok(sync_started)
+impl Writer {
+    /// Commits the group's batch and syncs it while the index thread commits its session index
+    /// batch; returns when the sync started, once both are done.
+    fn write_durably(
+        &self,
+        batch: OwnedWriteBatch,
+        index_batch: IndexBatch,
+    ) -> Result<Instant, String> {
+        let indexing = if index_batch.is_empty() {
+            Ok(false)
+        } else {
+            self.index_writer.submit(index_batch).map(|()| true)
+        };
+        let written = batch
+            .commit()
+            .map_err(|e| format!("write failed: {e}"))
+            .and_then(|()| {
+                let sync_started = Instant::now();
+                self.shared
+                    .sync()
+                    .map(|()| sync_started)
+                    .map_err(|e| format!("sync failed: {e}"))
+            });
+        // Waited for whatever happened above, so the next group's outcome is its own.
+        let indexed = match indexing {
+            Ok(true) => self.index_writer.wait(),
+            Ok(false) => Ok(()),
+            Err(reason) => Err(reason),
+        };
+        let sync_started = written?;
+        indexed?;
+        Ok(sync_started)
+    }
 }
 
 /// Points an event's `cause` at its batch's command and re-encodes its record (checked at

@@ -375,27 +375,27 @@ mod tests {
         }
     }
 
-    fn last(offset: u64) -> Offset {
-        Offset::new(offset).expect("offset")
+    /// Repairs the index through `last` and checks the report (`[removed, copied]`, `rebuilt`)
+    /// and that the index then holds exactly the log's entries 1..=`last`.
+    fn repaired(f: &mut Fixture, last: u64, [removed, copied]: [u64; 2], rebuilt: bool) {
+        let through = Offset::new(last).expect("offset");
+        let report = f.index.repair(&f.log, through).expect("repairs");
+        let expected = IndexRepair {
+            removed,
+            copied,
+            rebuilt,
+        };
+        assert_eq!(report, expected, "repair through {last}");
+        assert_eq!(f.indexed(), (1..=last).collect::<Vec<_>>());
     }
 
     #[test]
     fn an_empty_index_is_built_from_the_whole_log() {
         let mut f = fixture();
         f.log_entries(1..=10);
-        let report = f.index.repair(&f.log, last(10)).expect("repairs");
-        assert_eq!(
-            report,
-            IndexRepair {
-                removed: 0,
-                copied: 10,
-                rebuilt: true
-            }
-        );
-        assert_eq!(f.indexed(), (1..=10).collect::<Vec<_>>());
+        repaired(&mut f, 10, [0, 10], true);
         // Level with the log: nothing more to do.
-        let again = f.index.repair(&f.log, last(10)).expect("repairs");
-        assert_eq!(again, IndexRepair::default());
+        repaired(&mut f, 10, [0, 0], false);
     }
 
     #[test]
@@ -404,16 +404,7 @@ mod tests {
         f.log_entries(1..=10);
         f.index_batch(1..=4);
         f.index_batch(5..=6);
-        let report = f.index.repair(&f.log, last(10)).expect("repairs");
-        assert_eq!(
-            report,
-            IndexRepair {
-                removed: 0,
-                copied: 4,
-                rebuilt: false
-            }
-        );
-        assert_eq!(f.indexed(), (1..=10).collect::<Vec<_>>());
+        repaired(&mut f, 10, [0, 4], false);
     }
 
     #[test]
@@ -425,20 +416,10 @@ mod tests {
         // The group 11..=12 reached the index's journal, and the process died before the log's
         // batch of it reached the disk.
         f.index_batch(11..=12);
-        let report = f.index.repair(&f.log, last(10)).expect("repairs");
-        assert_eq!(
-            report,
-            IndexRepair {
-                removed: 2,
-                copied: 0,
-                rebuilt: false
-            }
-        );
-        assert_eq!(f.indexed(), (1..=10).collect::<Vec<_>>());
+        repaired(&mut f, 10, [2, 0], false);
         // The offsets the index dropped are free for the entries the log gives them next.
         f.log_entries(11..=11);
-        f.index.repair(&f.log, last(11)).expect("repairs");
-        assert_eq!(f.indexed(), (1..=11).collect::<Vec<_>>());
+        repaired(&mut f, 11, [0, 1], false);
     }
 
     #[test]
@@ -447,15 +428,6 @@ mod tests {
         f.log_entries(1..=6);
         f.index_batch(1..=8);
         f.index_batch(9..=12);
-        let report = f.index.repair(&f.log, last(6)).expect("repairs");
-        assert_eq!(
-            report,
-            IndexRepair {
-                removed: 0,
-                copied: 6,
-                rebuilt: true
-            }
-        );
-        assert_eq!(f.indexed(), (1..=6).collect::<Vec<_>>());
+        repaired(&mut f, 6, [0, 6], true);
     }
 }

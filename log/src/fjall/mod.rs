@@ -150,6 +150,7 @@ struct WriterStats {
     entries_synced: AtomicU64,
     commit_micros: AtomicU64,
     sync_micros: AtomicU64,
+    index_wait_micros: AtomicU64,
     gather_micros: AtomicU64,
 }
 
@@ -164,6 +165,8 @@ pub struct FjallStats {
     pub commit_micros: u64,
     /// Time spent in the sync, in microseconds.
     pub sync_micros: u64,
+    /// Time spent waiting, after the sync, for the session index's batch, in microseconds.
+    pub index_wait_micros: u64,
     /// Time groups spent gathering, from their first request's arrival to their close, in
     /// microseconds.
     pub gather_micros: u64,
@@ -325,6 +328,7 @@ impl FjallLog {
             entries_synced: self.shared.stats.entries_synced.load(Ordering::Relaxed),
             commit_micros: self.shared.stats.commit_micros.load(Ordering::Relaxed),
             sync_micros: self.shared.stats.sync_micros.load(Ordering::Relaxed),
+            index_wait_micros: self.shared.stats.index_wait_micros.load(Ordering::Relaxed),
             gather_micros: self.shared.stats.gather_micros.load(Ordering::Relaxed),
         }
     }

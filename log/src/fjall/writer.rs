@@ -341,9 +341,8 @@ impl Writer {
                     seq.to_be_bytes(),
                 );
             }
-            let commit_started = Instant::now();
-            let sync_started = match self.write_durably(batch, index_batch) {
-                Ok(sync_started) => sync_started,
+            match self.write_durably(batch, index_batch) {
+                Ok(()) => {}
                 Err(reason) => {
                     let error = AppendError::Unavailable {
                         reason: reason.clone(),
@@ -354,14 +353,7 @@ impl Writer {
                     }
                     return Err(reason);
                 }
-            };
-            let stats = &shared.stats;
-            stats
-                .commit_micros
-                .fetch_add(micros(sync_started - commit_started), Ordering::Relaxed);
-            stats
-                .sync_micros
-                .fetch_add(micros(sync_started.elapsed()), Ordering::Relaxed);
+            }
             // Durable from here on: move the watermark, then answer, then publish.
             let previous_head = shared.head.swap(last.offset.get(), Ordering::AcqRel);
             shared.stats.groups_synced.fetch_add(1, Ordering::Relaxed);
@@ -522,6 +514,44 @@ impl Writer {
         Ok(receipts)
     }
 
+    /// Commits the group's batch and syncs it while the index thread commits the group's session
+    /// index batch; returns once both are done.
+    fn write_durably(&self, batch: OwnedWriteBatch, index_batch: IndexBatch) -> Result<(), String> {
+        let stats = &self.shared.stats;
+        let indexing = if index_batch.is_empty() {
+            Ok(false)
+        } else {
+            self.index_writer.submit(index_batch).map(|()| true)
+        };
+        let commit_started = Instant::now();
+        let written = batch
+            .commit()
+            .map_err(|e| format!("write failed: {e}"))
+            .and_then(|()| {
+                let sync_started = Instant::now();
+                stats
+                    .commit_micros
+                    .fetch_add(micros(sync_started - commit_started), Ordering::Relaxed);
+                let synced = self.shared.sync().map_err(|e| format!("sync failed: {e}"));
+                stats
+                    .sync_micros
+                    .fetch_add(micros(sync_started.elapsed()), Ordering::Relaxed);
+                synced
+            });
+        // Waited for whatever happened above, so the next group's outcome is its own.
+        let wait_started = Instant::now();
+        let indexed = match indexing {
+            Ok(true) => self.index_writer.wait(),
+            Ok(false) => Ok(()),
+            Err(reason) => Err(reason),
+        };
+        stats
+            .index_wait_micros
+            .fetch_add(micros(wait_started.elapsed()), Ordering::Relaxed);
+        written?;
+        indexed
+    }
+
     fn lookup_command(&self, staged: &Staged, key: &[u8]) -> Result<Option<CommandRecord>, String> {
         if let Some(record) = staged.commands.get(key) {
             return Ok(Some(*record));
@@ -556,41 +586,6 @@ impl Writer {
                 Ok(record::header(&value)?.ts_ms)
             }
         }
-    }
-}
-
-impl Writer {
-    /// Commits the group's batch and syncs it while the index thread commits its session index
-    /// batch; returns when the sync started, once both are done.
-    fn write_durably(
-        &self,
-        batch: OwnedWriteBatch,
-        index_batch: IndexBatch,
-    ) -> Result<Instant, String> {
-        let indexing = if index_batch.is_empty() {
-            Ok(false)
-        } else {
-            self.index_writer.submit(index_batch).map(|()| true)
-        };
-        let written = batch
-            .commit()
-            .map_err(|e| format!("write failed: {e}"))
-            .and_then(|()| {
-                let sync_started = Instant::now();
-                self.shared
-                    .sync()
-                    .map(|()| sync_started)
-                    .map_err(|e| format!("sync failed: {e}"))
-            });
-        // Waited for whatever happened above, so the next group's outcome is its own.
-        let indexed = match indexing {
-            Ok(true) => self.index_writer.wait(),
-            Ok(false) => Ok(()),
-            Err(reason) => Err(reason),
-        };
-        let sync_started = written?;
-        indexed?;
-        Ok(sync_started)
     }
 }
 

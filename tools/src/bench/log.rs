@@ -140,6 +140,9 @@ async fn event_log_appenders(
     figures["commit_us_per_sync"] =
         json!(per_sync(stats.commit_micros - stats_before.commit_micros));
     figures["sync_us_per_sync"] = json!(per_sync(stats.sync_micros - stats_before.sync_micros));
+    figures["index_wait_us_per_sync"] = json!(per_sync(
+        stats.index_wait_micros - stats_before.index_wait_micros
+    ));
     figures["gather_us_per_sync"] =
         json!(per_sync(stats.gather_micros - stats_before.gather_micros));
     figures["entries_per_sync"] =

@@ -3,8 +3,8 @@
 //!
 //! The index is derived from `log`, never the other way round, so it is never synced while the
 //! log runs: a group's index batch is committed by a thread of its own while the writer syncs the
-//! group's `log` batch, and opening the log repairs the index from `log` (see [`SessionIndex::repair`]).
-//! That keeps the second copy of every entry out of the sync and off the writer's thread, and a
+//! group's `log` batch, and opening the log repairs the index from `log`
+//! (see [`SessionIndex::repair`]). That keeps the second copy of every entry out of the sync and off the writer's thread, and a
 //! session's entries are still one contiguous range read.
 //!
 //! Readers never look past the log's synced watermark, so an index batch committed before its
@@ -27,6 +27,9 @@ pub(super) const INDEX_DIR: &str = "by_session";
 /// the last batch committed (whose group may not have been made durable).
 const THROUGH: &[u8] = b"through";
 const LAST_BATCH: &[u8] = b"last_batch";
+
+/// Bytes of an index key: session id ++ offset.
+const KEY_BYTES: usize = 24;
 
 /// Entries copied from `log` per batch while repairing.
 const REPAIR_BATCH_ENTRIES: usize = 4096;
@@ -106,8 +109,8 @@ impl SessionIndex {
                 .get(LAST_BATCH)
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default();
-            let offsets = if keys.len() % 24 == 0 {
-                keys.chunks(24)
+            let offsets = if keys.len() % KEY_BYTES == 0 {
+                keys.chunks(KEY_BYTES)
                     .map(offset_of_key)
                     .collect::<Result<Vec<_>, _>>()?
             } else {
@@ -120,7 +123,7 @@ impl SessionIndex {
                 .is_some_and(|lowest| *lowest <= last.successor())
             {
                 let mut batch = self.db.batch();
-                for (key, offset) in keys.chunks(24).zip(&offsets) {
+                for (key, offset) in keys.chunks(KEY_BYTES).zip(&offsets) {
                     if *offset > last {
                         batch.remove(&self.by_session, key.to_vec());
                         report.removed += 1;
@@ -148,14 +151,14 @@ impl SessionIndex {
                     .map_err(|detail| format!("entry {offset}: {detail}"))?
                     .session_id;
                 batch.insert(session_id, offset, record);
-                if batch.keys.len() / 24 >= REPAIR_BATCH_ENTRIES {
+                if batch.len() >= REPAIR_BATCH_ENTRIES {
                     break;
                 }
             }
             if batch.keys.is_empty() {
                 break;
             }
-            report.copied += (batch.keys.len() / 24) as u64;
+            report.copied += batch.len() as u64;
             from = batch.through.successor();
             batch.commit()?;
         }
@@ -195,7 +198,7 @@ pub(super) struct IndexBatch {
     batch: OwnedWriteBatch,
     by_session: Keyspace,
     meta: Keyspace,
-    /// The keys written, 24 bytes each, recorded with the batch for `repair`.
+    /// The keys written, [`KEY_BYTES`] each, recorded with the batch for `repair`.
     keys: Vec<u8>,
     through: Offset,
 }
@@ -210,6 +213,10 @@ impl IndexBatch {
 
     pub(super) fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len() / KEY_BYTES
     }
 
     /// Commits the entries with the watermark and the batch's keys, atomically.

@@ -100,7 +100,11 @@ async fn acks_wait_for_the_sync() {
                         acked.push((offset, command_id));
                         n_acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    Err(AppendError::Unavailable { .. }) => return acked,
+                    Err(AppendError::Unavailable { .. }) => {
+                        // Whoever hears of the failure finds the log already refusing appends.
+                        assert!(log.is_poisoned(), "unavailable before the log is poisoned");
+                        return acked;
+                    }
                     Err(other) => panic!("unexpected error {other}"),
                 }
             }

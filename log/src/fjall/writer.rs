@@ -297,7 +297,6 @@ impl Writer {
                 .gather_micros
                 .fetch_add(micros(gather_started.elapsed()), Ordering::Relaxed);
             if let Err(reason) = self.finish(group) {
-                self.shared.poisoned.store(true, Ordering::Release);
                 tracing::error!(%reason, "log write failed; the log refuses appends until reopened");
                 return;
             }
@@ -313,8 +312,8 @@ impl Writer {
         group.requests.push((request.reply, outcome));
     }
 
-    /// Writes, syncs and answers one group. A failed commit or sync answers every request of the
-    /// group `unavailable` and returns the reason; the caller poisons the log.
+    /// Writes, syncs and answers one group. A failed commit or sync poisons the log, answers
+    /// every request of the group `unavailable` and returns the reason.
     fn finish(&mut self, group: Group) -> Result<(), String> {
         let Group {
             mut batch,
@@ -344,6 +343,9 @@ impl Writer {
             match self.write_durably(batch, index_batch) {
                 Ok(()) => {}
                 Err(reason) => {
+                    // Poisoned before anyone hears of the failure, so an appender that sees
+                    // `unavailable` also sees the log refusing appends.
+                    shared.poisoned.store(true, Ordering::Release);
                     let error = AppendError::Unavailable {
                         reason: reason.clone(),
                     };

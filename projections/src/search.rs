@@ -818,8 +818,23 @@ pub struct Searcher {
     index: Arc<SearchIndex>,
     applied: watch::Receiver<Offset>,
     /// Tells the projector a reader waits, so changes held back for the next commit go now.
-    wanted: Arc<Notify>,
+    wanted: Arc<Wanted>,
     _task: Arc<AbortOnDrop>,
+}
+
+/// The newest offset a reader waits for, and the projector's wake-up when it moves.
+#[derive(Default)]
+struct Wanted {
+    offset: AtomicU64,
+    notify: Notify,
+}
+
+impl Wanted {
+    /// Whether a commit through `seen` would serve a reader still waiting beyond `published`.
+    fn served_by(&self, published: Offset, seen: Offset) -> bool {
+        let wanted = self.offset.load(Ordering::Acquire);
+        published.get() < wanted && wanted <= seen.get()
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -843,7 +858,8 @@ impl Searcher {
     pub async fn wait_for(&self, offset: Offset, timeout: Duration) -> Result<(), WaitError> {
         let mut applied = self.applied.clone();
         if *applied.borrow() < offset {
-            self.wanted.notify_one();
+            self.wanted.offset.fetch_max(offset.get(), Ordering::AcqRel);
+            self.wanted.notify.notify_one();
         }
         match tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= offset)).await {
             Ok(Ok(_)) => Ok(()),
@@ -887,7 +903,7 @@ pub async fn spawn_search(log: Arc<dyn EventLog>, dir: PathBuf) -> Result<Search
     let index = Arc::new(index);
     let committed = index.committed()?;
     let (publish, applied) = watch::channel(committed);
-    let wanted = Arc::new(Notify::new());
+    let wanted = Arc::new(Wanted::default());
     let task = tokio::spawn(run(
         log,
         Arc::clone(&index),
@@ -909,7 +925,7 @@ async fn run(
     index: Arc<SearchIndex>,
     applied: Offset,
     publish: watch::Sender<Offset>,
-    wanted: Arc<Notify>,
+    wanted: Arc<Wanted>,
     dir: PathBuf,
 ) {
     // The version in use is swapped in once it has caught up with the log as it was at start.
@@ -942,37 +958,42 @@ async fn run(
     let mut last_commit: Option<Instant> = None;
     loop {
         // The next entry; while changes wait, also the time of their commit or a waiting reader.
+        let mut timer = false;
         let first = if pending.is_empty() {
             Some(subscription.next().await)
         } else {
             let due = last_commit.map_or_else(Instant::now, |at| at + COMMIT_INTERVAL);
             tokio::select! {
                 next = subscription.next() => Some(next),
-                () = tokio::time::sleep_until(due.into()) => None,
-                () = wanted.notified() => None,
+                () = tokio::time::sleep_until(due.into()) => {
+                    timer = true;
+                    None
+                }
+                () = wanted.notify.notified() => None,
             }
         };
-        let commit_now = first.is_none();
-        if let Some(first) = first {
-            let mut batch = Vec::with_capacity(64);
-            match first {
-                Ok(entry) => batch.push(entry),
-                Err(e) => {
+        let mut batch = Vec::with_capacity(64);
+        match first {
+            Some(Ok(entry)) => batch.push(entry),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "search projector lost the log");
+                return;
+            }
+            None => {}
+        }
+        // Take whatever is ready without waiting, up to the commit bound; also when a reader
+        // woke us, so the commit it waits for holds the entries already here.
+        while pending_entries + batch.len() < COMMIT_ENTRIES_MAX {
+            match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
+                Ok(Ok(entry)) => batch.push(entry),
+                Ok(Err(e)) => {
                     tracing::error!(error = %e, "search projector lost the log");
                     return;
                 }
+                Err(_) => break,
             }
-            // Take whatever is ready without waiting, up to the commit bound.
-            while pending_entries + batch.len() < COMMIT_ENTRIES_MAX {
-                match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
-                    Ok(Ok(entry)) => batch.push(entry),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "search projector lost the log");
-                        return;
-                    }
-                    Err(_) => break,
-                }
-            }
+        }
+        if !batch.is_empty() {
             for entry in &batch {
                 match changes_of(&*log, entry).await {
                     Ok(more) => pending.extend(more),
@@ -986,7 +1007,10 @@ async fn run(
             seen = batch.last().map_or(seen, |entry| entry.offset);
         }
         if !pending.is_empty() {
-            let due = commit_now
+            // A reader waiting for what has been read is served at once, however recent the
+            // last commit.
+            let due = timer
+                || wanted.served_by(*publish.borrow(), seen)
                 || pending_entries >= COMMIT_ENTRIES_MAX
                 || last_commit.is_none_or(|at| at.elapsed() >= COMMIT_INTERVAL);
             if !due {

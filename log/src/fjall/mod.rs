@@ -594,13 +594,20 @@ impl EventLog for FjallLog {
             .requests
             .as_ref()
             .ok_or_else(|| unavailable("the log is closed"))?;
+        // A writer that went away unwound (it poisons the log as it stops, but its unanswered
+        // replies may be dropped first): poisoned here too, so whoever sees this error also sees
+        // the log refusing appends.
+        let stopped = |reason: &str| {
+            self.shared.poisoned.store(true, Ordering::Release);
+            unavailable(reason)
+        };
         requests
             .send(AppendRequest { entries, reply })
             .await
-            .map_err(|_| unavailable("the log writer has stopped"))?;
+            .map_err(|_| stopped("the log writer has stopped"))?;
         receipt
             .await
-            .map_err(|_| unavailable("the log writer stopped before answering"))?
+            .map_err(|_| stopped("the log writer stopped before answering"))?
     }
 
     async fn read(&self, query: ReadQuery) -> Result<ReadBatch, ReadError> {

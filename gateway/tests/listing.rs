@@ -15,8 +15,9 @@ use support::{Agent, Octo, cid};
 async fn the_listing_streams_changes_and_hides_other_users() {
     let octo = Octo::start(json!([])).await;
     let mut agent = Agent::new(octo.client().await);
-    let (first, _) = agent.create_session().await;
-    let (second, _) = agent.create_session().await;
+    // Started, so that only the rename moves `first` in the listing.
+    let (first, _) = agent.create_started_session().await;
+    let (second, _) = agent.create_started_session().await;
     let (_, bob_token) = octo
         .server()
         .app()

@@ -68,7 +68,8 @@ async fn notices(octo: &Octo, session_id: SessionId, n: usize) {
 async fn replay_returns_exactly_the_range_in_order_and_walks_a_forks_view() {
     let octo = Octo::start(json!([])).await;
     let mut agent = Agent::new(octo.client().await);
-    let (source, _) = agent.create_session().await;
+    // Started, so that nothing else lands in it while it is read whole and paged.
+    let (source, _) = agent.create_started_session().await;
     notices(&octo, source, 1500).await;
     let own: Vec<LogEntry> = octo
         .log()

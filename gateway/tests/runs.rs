@@ -21,6 +21,8 @@ async fn abort_set_model_and_compact() {
         {"text": "I will think about this for a long time", "hang": true, "match": "forever"},
         {"text": "Now on the second model.", "match": "switched"},
         {"text": "Summary: the user asked twice; the second model answered.", "match": "summar"},
+        // Hangs, so the run is still open when compact is refused below.
+        {"text": "Still thinking", "hang": true, "match": "forever again"},
         {"text": "More.", "sticky": true}
     ]))
     .await;

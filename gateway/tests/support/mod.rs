@@ -299,6 +299,23 @@ impl Agent {
         )
     }
 
+    /// Creates a session and waits for its harness to start: until it is sent a command, nothing
+    /// more is appended to it (its `harness.started` moves its listing entry, for one).
+    pub async fn create_started_session(&mut self) -> (SessionId, Offset) {
+        let (session_id, offset) = self.create_session().await;
+        self.subscribe(session_id, None).await;
+        self.until(|_, entries| {
+            entries
+                .iter()
+                .any(|e| {
+                    e.session_id == session_id && matches!(event(e), Some(Event::HarnessStarted(_)))
+                })
+                .then_some(())
+        })
+        .await;
+        (session_id, offset)
+    }
+
     pub async fn subscribe(&mut self, session_id: SessionId, after: Option<Offset>) -> Offset {
         let id = format!("s{}", rand::random::<u32>());
         self.client

@@ -33,14 +33,15 @@ export function LogPage() {
 
   useEffect(() => {
     let buffer: LogEntry[] = [];
-    let scheduled = false;
-    return client.subscribeLog(applied, null, {
+    // The frame that will add the buffered entries: cancelled with the subscription, so entries
+    // of a filter just replaced never land in the new filter's list.
+    let frame: number | null = null;
+    const unsubscribe = client.subscribeLog(applied, null, {
       onEntry: (entry) => {
         buffer.push(entry);
-        if (scheduled) return;
-        scheduled = true;
-        requestAnimationFrame(() => {
-          scheduled = false;
+        if (frame !== null) return;
+        frame = requestAnimationFrame(() => {
+          frame = null;
           const batch = buffer;
           buffer = [];
           setEntries((list) => {
@@ -50,6 +51,12 @@ export function LogPage() {
         });
       },
     });
+    return () => {
+      unsubscribe();
+      if (frame !== null) cancelAnimationFrame(frame);
+      frame = null;
+      buffer = [];
+    };
   }, [client, applied]);
 
   const shown = useMemo(() => {

@@ -98,6 +98,28 @@ describe('Connection', () => {
     expect(connection.getState()).toBe('online');
   });
 
+  it('gives a replaced log subscription none of the old one\'s entries still in flight', () => {
+    const first: number[] = [];
+    const second: number[] = [];
+    socket().open();
+    const stop = connection.subscribeLog({}, null, { onEntry: (e) => first.push(e.offset) });
+    const [old] = socket().ofType('subscribe_log');
+    socket().frame({ ch: 'agent', type: 'subscribed_log', id: old.id, head: 40 });
+    socket().frame(entry(1));
+    // A new filter replaces it while the server is still sending the old one's backlog.
+    stop();
+    connection.subscribeLog({ types: ['tool.*'] }, null, { onEntry: (e) => second.push(e.offset) });
+    const replacing = socket().ofType('subscribe_log')[1];
+    expect(replacing).toMatchObject({ after: null, types: ['tool.*'] });
+    for (const o of [2, 3, 30]) socket().frame(entry(o));
+    socket().frame({ ch: 'agent', type: 'unsubscribed_log', id: old.id });
+    socket().frame({ ch: 'agent', type: 'subscribed_log', id: replacing.id, head: 40 });
+    // Its own replay from the start: not taken for duplicates of what the old one sent.
+    for (const o of [5, 20, 41]) socket().frame(entry(o));
+    expect(first).toEqual([1]);
+    expect(second).toEqual([5, 20, 41]);
+  });
+
   it('keeps commands typed offline in the outbox and sends each once when back', async () => {
     socket().cut();
     expect(connection.getState()).toBe('offline');

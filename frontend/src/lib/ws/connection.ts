@@ -81,7 +81,19 @@ export interface LogFilter {
 type Subscription =
   | { kind: 'session'; id: string; sessionId: string; after: number | null; handlers: SessionHandlers }
   | { kind: 'sessions'; id: string; after: number | null; handlers: SessionsHandlers }
-  | { kind: 'log'; id: string; after: number | null; filter: LogFilter; handlers: SessionHandlers };
+  | {
+      kind: 'log';
+      id: string;
+      after: number | null;
+      filter: LogFilter;
+      handlers: SessionHandlers;
+      /**
+       * Whether its `subscribed_log` came since it was (re)sent. Log `entry` frames name no
+       * subscription, and those of one just replaced may still be in flight: until then they are
+       * the old one's.
+       */
+      live: boolean;
+    };
 
 interface Pending {
   frame: Record<string, unknown>;
@@ -245,7 +257,7 @@ export class Connection {
    */
   subscribeLog(filter: LogFilter, after: number | null, handlers: SessionHandlers): () => void {
     const id = `g${this.nextId++}`;
-    this.subs.set(id, { kind: 'log', id, after, filter, handlers });
+    this.subs.set(id, { kind: 'log', id, after, filter, handlers, live: false });
     this.sendSubscription(id);
     return () => {
       if (!this.subs.delete(id)) return;
@@ -417,6 +429,7 @@ export class Connection {
       }
       case 'subscribed_log': {
         const sub = this.subs.get(frame.id);
+        if (sub?.kind === 'log') sub.live = true;
         if (sub && sub.kind !== 'sessions' && frame.head !== undefined) sub.handlers.onSubscribed?.(frame.head);
         return;
       }
@@ -438,7 +451,7 @@ export class Connection {
     const subId = this.sessionSubs.get(frameSession);
     const candidates = subId ? [this.subs.get(subId)] : [...this.subs.values()].filter((s) => s.kind === 'log');
     for (const sub of candidates) {
-      if (!sub || sub.kind === 'sessions') continue;
+      if (!sub || sub.kind === 'sessions' || (sub.kind === 'log' && !sub.live)) continue;
       // Dedupe by offset: a resumed subscription never delivers an offset twice, whatever the
       // server re-sends around a drop.
       if (sub.after !== null && entry.offset <= sub.after) continue;
@@ -491,6 +504,7 @@ export class Connection {
         this.write({ ch: 'agent', type: 'subscribe_sessions', id, after: sub.after });
         return;
       case 'log': {
+        sub.live = false;
         const frame: Record<string, unknown> = { ch: 'agent', type: 'subscribe_log', id, after: sub.after };
         if (sub.filter.kinds?.length) frame.kinds = sub.filter.kinds;
         if (sub.filter.types?.length) frame.types = sub.filter.types;

@@ -54,8 +54,6 @@ export function LogPage() {
     return () => {
       unsubscribe();
       if (frame !== null) cancelAnimationFrame(frame);
-      frame = null;
-      buffer = [];
     };
   }, [client, applied]);
 

@@ -16,6 +16,7 @@ use octo_projections::sessions::{SessionRecord, Sessions};
 use octo_projections::ui_state::{SessionUi, UiState};
 use octo_projections::{ProjectionHandle, ProjectionStore};
 
+use crate::commands::SessionGate;
 use crate::users::UserStore;
 
 /// How long a read waits for a projection to catch up with the log (read your writes).
@@ -46,8 +47,8 @@ pub struct App {
     pub cookie_key: [u8; 32],
     /// Encoded `entry` frames shared by subscribers.
     pub frames: crate::frames::FrameCache,
-    /// Commands to one session are checked and appended one at a time (PROTOCOL.md 4.1).
-    session_locks: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Commands to one session are checked and placed in the log one at a time (PROTOCOL.md 4.1).
+    session_gates: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<SessionGate>>>>,
 }
 
 /// Why a projection could not answer.
@@ -101,21 +102,25 @@ impl App {
             queue_bound,
             cookie_key,
             frames: crate::frames::FrameCache::default(),
-            session_locks: Mutex::new(HashMap::new()),
+            session_gates: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The lock that serialises commands to `session_id`.
-    pub fn session_lock(&self, session_id: SessionId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .session_locks
+    /// The gate that orders commands to `session_id`.
+    pub fn session_gate(&self, session_id: SessionId) -> Arc<tokio::sync::Mutex<SessionGate>> {
+        let mut gates = self
+            .session_gates
             .lock()
-            .expect("the session lock map is never poisoned");
-        if locks.len() > 4096 {
-            // Drop locks nobody holds, so the map stays as small as the busy sessions.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            .expect("the session gate map is never poisoned");
+        if gates.len() > 4096 {
+            // Drop the gates nobody holds and nothing is in flight through, so the map stays as
+            // small as the busy sessions.
+            gates.retain(|_, gate| {
+                Arc::strong_count(gate) > 1
+                    || gate.try_lock().map_or(true, |gate| !gate.is_settled())
+            });
         }
-        Arc::clone(locks.entry(session_id).or_default())
+        Arc::clone(gates.entry(session_id).or_default())
     }
 
     /// Waits until the sessions projection has applied `offset`.

@@ -1,7 +1,8 @@
 //! A command from a client, checked and appended: exactly one [`Ack`] per command (PROTOCOL.md
 //! 4.1). The order of checks is the protocol's: fields, ownership, then state against the
-//! projections, with appends to one session serialised. Gateway-handled commands go in one atomic
-//! append with their derived event. Every path that refuses changes nothing.
+//! projections, with appends to one session serialised ([`SessionGate`]). Gateway-handled
+//! commands go in one atomic append with their derived event. Every path that refuses changes
+//! nothing.
 //!
 //! The WebSocket calls [`execute`]; GraphQL's mutations will call the same function.
 
@@ -14,7 +15,9 @@ use octo_core::event::{
 use octo_core::frame::{Ack, AckStatus, CommandFrame};
 use octo_core::validate::{is_root, validate_command};
 use octo_core::{Error, ErrorCode, Event, Offset, SessionId, UserId};
-use octo_log::{AppendError, NewEntry, Receipt, SeqSpec};
+use octo_log::{AppendError, NewEntry, PendingAppend, Receipt, SeqSpec};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::app::{App, ReadFailure};
 use crate::fork::fork_point;
@@ -50,6 +53,65 @@ fn not_found(session_id: &SessionId) -> Error {
     .with_ref(session_id.to_string())
 }
 
+/// Orders the commands of one session (PROTOCOL.md 4.1: appends to one session are serialised).
+/// A command is checked and placed in the log while it holds its session's gate. One whose checks
+/// read nothing the commands before it change ([`waits_for_settled`]) lets the gate go as soon as
+/// its append is placed, so a burst of them shares group commits; any other first waits until
+/// everything placed before it is durable, and holds the gate until it is durable too.
+#[derive(Default)]
+pub struct SessionGate {
+    /// The newest append let go before it was durable. The log makes appends durable in the
+    /// order they were placed, so once it is, every one before it is too.
+    in_flight: Option<JoinHandle<()>>,
+}
+
+impl SessionGate {
+    /// Whether nothing placed through the gate is still on its way to disk.
+    pub fn is_settled(&self) -> bool {
+        self.in_flight.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits until every append placed through the gate is durable or has failed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the append stays the one to wait for.
+    async fn settle(&mut self) {
+        if let Some(in_flight) = &mut self.in_flight {
+            let _ = in_flight.await;
+            self.in_flight = None;
+        }
+    }
+
+    /// Keeps `pending` as the append to settle, awaited by a task of its own so it counts even
+    /// when the command's caller goes away; its outcome comes back on the receiver.
+    fn place(
+        &mut self,
+        pending: PendingAppend,
+    ) -> oneshot::Receiver<Result<Vec<Receipt>, AppendError>> {
+        let (reply, outcome) = oneshot::channel();
+        self.in_flight = Some(tokio::spawn(async move {
+            let _ = reply.send(pending.await);
+        }));
+        outcome
+    }
+}
+
+/// Whether `command`'s checks read what the session's earlier commands change: its state
+/// (abort, compact, input.respond), its view (fork), or whether it exists (delete: what comes
+/// after it must find the session gone). Prompt, set_model, set_thinking_level and rename are
+/// checked only against what no command of the session changes (ownership of a live session,
+/// read-only), so they need not wait.
+fn waits_for_settled(command: &Command) -> bool {
+    // Any command not named here waits: the safe default for one added later.
+    !matches!(
+        command,
+        Command::Prompt(_)
+            | Command::SetModel(_)
+            | Command::SetThinkingLevel(_)
+            | Command::SessionRename(_)
+    )
+}
+
 /// Checks and appends one command of `user_id`; never fails, the outcome is the ack.
 pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
     if let Err(e) = validate_command(&frame.command, &app.field_limits) {
@@ -66,8 +128,12 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
             Error::new(ErrorCode::MissingField, "missing field session_id").with_ref("session_id"),
         );
     };
-    let lock = app.session_lock(session_id);
-    let _serialised = lock.lock().await;
+    let gate = app.session_gate(session_id);
+    let mut gate = gate.lock().await;
+    let settled = waits_for_settled(&frame.command);
+    if settled {
+        gate.settle().await;
+    }
     match app.owned_session(user_id, &session_id).await {
         Ok(Some(record))
             if record.read_only
@@ -117,7 +183,20 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
         frame.command.clone(),
         derived,
     );
-    append(app, &frame, session_id, batch).await
+    if settled {
+        return append(app, &frame, session_id, batch).await;
+    }
+    let outcome = match app.log.append_placed(batch).await {
+        Ok(pending) => gate.place(pending),
+        Err(e) => return ack_of(&frame, session_id, Err(e)),
+    };
+    drop(gate);
+    let outcome = outcome.await.unwrap_or_else(|_| {
+        Err(AppendError::Unavailable {
+            reason: "the server stopped before the append was durable".into(),
+        })
+    });
+    ack_of(&frame, session_id, outcome)
 }
 
 /// A command as logged in `session_id`, with the event it derives (if any, in its session) in
@@ -456,7 +535,16 @@ async fn append(
     session_id: SessionId,
     batch: Vec<NewEntry>,
 ) -> Ack {
-    match app.log.append(batch).await {
+    ack_of(frame, session_id, app.log.append(batch).await)
+}
+
+/// The ack of a command whose append in `session_id` ended with `outcome`.
+fn ack_of(
+    frame: &CommandFrame,
+    session_id: SessionId,
+    outcome: Result<Vec<Receipt>, AppendError>,
+) -> Ack {
+    match outcome {
         Ok(receipts) => match receipts.first() {
             Some(Receipt::Appended(offset)) => Ack {
                 command_id: frame.command_id,

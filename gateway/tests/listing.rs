@@ -5,11 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use octo_core::frame::{AgentServerFrame, ServerFrame};
-use octo_core::{Encoding, Offset};
+use octo_core::frame::{AckStatus, AgentServerFrame, ServerFrame};
+use octo_core::{Body, Command, Encoding, Event, LogEntry, Offset};
 use octo_tools::client::{Client, ClientError};
 use serde_json::json;
-use support::{Agent, Octo, cid};
+use support::{Agent, Octo, cid, event};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listing_streams_changes_and_hides_other_users() {
@@ -246,4 +246,88 @@ async fn replay_pages_a_session_and_the_log_tail_is_the_users() {
         .await;
     assert_eq!(error.error.code, octo_core::ErrorCode::LimitExceeded);
     assert_eq!(error.error.reference.as_deref(), Some("max_subscriptions"));
+}
+
+/// Renames sent at once from several connections, each connection sending its burst without
+/// waiting for acks: one ack per command in the order sent, every one accepted, each command
+/// logged right before its own `session.renamed`, and the title the one logged last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renames_keep_each_command_with_its_event() {
+    const CONNECTIONS: usize = 4;
+    const PER_CONNECTION: usize = 25;
+    let octo = Octo::start(json!([])).await;
+    let mut agent = Agent::new(octo.client().await);
+    let (session_id, _) = agent.create_started_session().await;
+    let mut senders = Vec::new();
+    for c in 0..CONNECTIONS {
+        let mut client = octo.client().await;
+        senders.push(tokio::spawn(async move {
+            let ids: Vec<String> = (0..PER_CONNECTION).map(|_| cid()).collect();
+            for (k, id) in ids.iter().enumerate() {
+                client
+                    .send(
+                        &json!({"ch": "agent", "type": "session.rename", "command_id": id,
+                        "session_id": session_id, "title": format!("c{c} r{k}")}),
+                    )
+                    .await
+                    .expect("sends");
+            }
+            let mut acks = Vec::new();
+            while acks.len() < ids.len() {
+                let frame = client
+                    .next_frame_within(Duration::from_secs(30))
+                    .await
+                    .expect("a frame");
+                if let ServerFrame::Agent(AgentServerFrame::Ack(ack)) = frame {
+                    acks.push(ack);
+                }
+            }
+            (ids, acks)
+        }));
+    }
+    for sender in senders {
+        let (ids, acks) = sender.await.expect("the sender ran");
+        let acked: Vec<String> = acks.iter().map(|a| a.command_id.to_string()).collect();
+        assert_eq!(acked, ids, "one ack per command, in the order sent");
+        assert!(
+            acks.iter().all(|a| a.status == AckStatus::Accepted),
+            "{acks:?}"
+        );
+        assert!(
+            acks.windows(2).all(|pair| pair[0].offset < pair[1].offset),
+            "a connection's commands land in the order sent: {acks:?}"
+        );
+    }
+    let log = octo.log().await;
+    let at = |offset: Offset| &log[offset.get() as usize - 1];
+    let renames: Vec<&LogEntry> = log
+        .iter()
+        .filter(|e| {
+            e.session_id == session_id && matches!(e.body, Body::Command(Command::SessionRename(_)))
+        })
+        .collect();
+    assert_eq!(renames.len(), CONNECTIONS * PER_CONNECTION);
+    for rename in &renames {
+        let Body::Command(Command::SessionRename(command)) = &rename.body else {
+            unreachable!("filtered")
+        };
+        let next = at(rename.offset.successor());
+        assert!(
+            matches!(event(next), Some(Event::SessionRenamed(renamed))
+                if renamed.title == command.title && renamed.cause == Some(rename.offset)),
+            "{} is followed by its own session.renamed, not {next:?}",
+            rename.offset
+        );
+    }
+    let Body::Command(Command::SessionRename(last)) = &renames[renames.len() - 1].body else {
+        unreachable!("filtered")
+    };
+    let record = octo
+        .server()
+        .app()
+        .session_record(&session_id)
+        .await
+        .expect("reads")
+        .expect("the session");
+    assert_eq!(record.summary.title.as_deref(), Some(last.title.as_str()));
 }

@@ -1,6 +1,8 @@
 //! The backend-independent surface of the log: what an append carries, what comes back, how reads
 //! are filtered, and the [`EventLog`] trait every backend implements.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -306,6 +308,29 @@ pub fn blob_ref(bytes: &[u8]) -> BlobRef {
     }
 }
 
+/// An append whose place in the log is fixed; awaiting it gives what [`EventLog::append`] would
+/// (see [`EventLog::append_placed`]). Dropping it does not withdraw the batch.
+pub struct PendingAppend(
+    pub Pin<Box<dyn Future<Output = Result<Vec<Receipt>, AppendError>> + Send + 'static>>,
+);
+
+impl Future for PendingAppend {
+    type Output = Result<Vec<Receipt>, AppendError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingAppend")
+    }
+}
+
 /// The log: append, read, listen. Every backend (fjall, JetStream) implements it and passes the
 /// conformance suite.
 #[async_trait]
@@ -320,6 +345,21 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Cancel safety
     /// Not cancel safe in effect: a dropped call may still append. Retry with the same command id.
     async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Receipt>, AppendError>;
+
+    /// [`append`](EventLog::append) in two steps. When this returns `Ok`, the batch's place is
+    /// fixed: it lands before every batch whose append starts later, and its receipts (or the
+    /// error that appended nothing) come from the returned [`PendingAppend`] once it is durable.
+    /// So a caller that must keep a session's appends in order can let the next one start without
+    /// waiting for this one's sync, and several share one group commit.
+    ///
+    /// The default waits for the whole append, which keeps the order and shares nothing.
+    ///
+    /// # Errors
+    /// [`AppendError`] refused before the batch was placed; nothing of it is appended.
+    async fn append_placed(&self, batch: Vec<NewEntry>) -> Result<PendingAppend, AppendError> {
+        let outcome = self.append(batch).await;
+        Ok(PendingAppend(Box::pin(std::future::ready(outcome))))
+    }
 
     /// Reads a range. Only durable entries are returned.
     ///

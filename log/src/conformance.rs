@@ -1114,6 +1114,112 @@ pub async fn commands_can_be_found(backend: &dyn Backend) {
     );
 }
 
+/// Placed appends land in the order they were placed, whoever appends beside them and in
+/// whatever order their outcomes are awaited; a re-placed command is a duplicate of the first; a
+/// dropped [`PendingAppend`](crate::PendingAppend) still appends; a refused batch is refused at
+/// placement and appends nothing.
+pub async fn placed_appends_keep_their_order(backend: &dyn Backend) {
+    let log = backend.open().await;
+    let alice = user("alice");
+    let session_id = SessionId::new();
+    // Another appender interleaves with the placing one.
+    let other = {
+        let log = Arc::clone(&log);
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                append_one(
+                    &*log,
+                    notice(&alice, SessionId::new(), &format!("beside {i}")),
+                )
+                .await;
+            }
+        })
+    };
+    let command_ids: Vec<CommandId> = (0..150).map(|_| CommandId::new()).collect();
+    let mut pending = Vec::new();
+    for (i, command_id) in command_ids.iter().enumerate() {
+        let placed = log
+            .append_placed(vec![prompt(
+                &alice,
+                session_id,
+                *command_id,
+                &format!("placed {i}"),
+            )])
+            .await
+            .expect("placed");
+        pending.push(placed);
+        if i % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // The first command again, placed last.
+    pending.push(
+        log.append_placed(vec![prompt(&alice, session_id, command_ids[0], "placed 0")])
+            .await
+            .expect("placed"),
+    );
+    let mut receipts = Vec::new();
+    while let Some(placed) = pending.pop() {
+        receipts.push(placed.await.expect("appended"));
+    }
+    receipts.reverse();
+    other.await.expect("the other appender ran");
+    let offsets: Vec<Offset> = receipts[..command_ids.len()]
+        .iter()
+        .map(|receipts| match receipts.as_slice() {
+            [Receipt::Appended(offset)] => *offset,
+            other => panic!("expected one appended receipt, got {other:?}"),
+        })
+        .collect();
+    assert!(
+        offsets.windows(2).all(|pair| pair[0] < pair[1]),
+        "placed appends land in placement order: {offsets:?}"
+    );
+    assert!(
+        matches!(receipts.last().map(Vec::as_slice),
+            Some([Receipt::Duplicate { offset, .. }]) if *offset == offsets[0]),
+        "a re-placed command is a duplicate of the first: {:?}",
+        receipts.last()
+    );
+    let texts: Vec<String> = read_all(&*log, &LogFilter::session(session_id), Offset::ZERO)
+        .await
+        .iter()
+        .map(|entry| text_of(entry))
+        .collect();
+    let expected: Vec<String> = (0..command_ids.len())
+        .map(|i| format!("placed {i}"))
+        .collect();
+    assert_eq!(texts, expected);
+
+    // Dropped before it is durable: still appended, before what is appended after it.
+    let dropped = log
+        .append_placed(vec![notice(&alice, session_id, "dropped")])
+        .await
+        .expect("placed");
+    drop(dropped);
+    let after = append_one(&*log, notice(&alice, session_id, "after")).await;
+    let tail: Vec<String> = read_all(
+        &*log,
+        &LogFilter::session(session_id),
+        offsets[offsets.len() - 1],
+    )
+    .await
+    .iter()
+    .map(|entry| text_of(entry))
+    .collect();
+    assert_eq!(tail, ["dropped", "after"]);
+
+    // Refused at placement: nothing appended.
+    let big = notice(&alice, session_id, &"x".repeat(backend.entry_bytes_max()));
+    let refused = log.append_placed(vec![big]).await;
+    assert!(
+        matches!(refused, Err(AppendError::TooLarge { .. })),
+        "got {refused:?}"
+    );
+    assert_eq!(log.head(), after);
+}
+
 /// Every check, in order, against fresh stores from `make`.
 pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     offsets_start_at_one_and_increase(&make()).await;
@@ -1130,6 +1236,7 @@ pub async fn run_all<B: Backend>(make: impl Fn() -> B) {
     blobs_are_stored_with_their_entry(&make()).await;
     derived_events_point_at_their_command(&make()).await;
     commands_can_be_found(&make()).await;
+    placed_appends_keep_their_order(&make()).await;
     subscribe_replays_then_tails(&make()).await;
     slow_subscriber_catches_up(&make()).await;
     concurrent_appenders_and_resuming_subscribers(&make()).await;
@@ -1155,6 +1262,7 @@ macro_rules! conformance_tests {
             blobs_are_stored_with_their_entry,
             derived_events_point_at_their_command,
             commands_can_be_found,
+            placed_appends_keep_their_order,
             subscribe_replays_then_tails,
             slow_subscriber_catches_up,
             concurrent_appenders_and_resuming_subscribers

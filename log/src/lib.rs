@@ -23,8 +23,8 @@ mod subscription;
 pub mod conformance;
 
 pub use api::{
-    AppendError, BlobHash, BlobRef, EventLog, LogFilter, NewEntry, ReadBatch, ReadError, ReadQuery,
-    Receipt, SeqSpec, TypePattern, blob_hash, blob_ref,
+    AppendError, BlobHash, BlobRef, EventLog, LogFilter, NewEntry, PendingAppend, ReadBatch,
+    ReadError, ReadQuery, Receipt, SeqSpec, TypePattern, blob_hash, blob_ref,
 };
 pub use live::{Listener, ListenerEvent, LiveHub, QueueBound};
 pub use subscription::Subscription;

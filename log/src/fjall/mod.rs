@@ -32,8 +32,8 @@ use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{
-    AppendError, BlobHash, EventLog, LogFilter, NewEntry, ReadBatch, ReadError, ReadQuery, Receipt,
-    SeqSpec,
+    AppendError, BlobHash, EventLog, LogFilter, NewEntry, PendingAppend, ReadBatch, ReadError,
+    ReadQuery, Receipt, SeqSpec,
 };
 use crate::live::{Listener, LiveHub, QueueBound};
 use crate::record;
@@ -585,6 +585,10 @@ fn decode_all(records: &[(Offset, fjall::Slice)]) -> Result<Vec<Arc<LogEntry>>, 
 #[async_trait]
 impl EventLog for FjallLog {
     async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Receipt>, AppendError> {
+        self.append_placed(batch).await?.await
+    }
+
+    async fn append_placed(&self, batch: Vec<NewEntry>) -> Result<PendingAppend, AppendError> {
         if self.is_poisoned() {
             return Err(unavailable("a sync failed earlier; reopen the log"));
         }
@@ -597,17 +601,22 @@ impl EventLog for FjallLog {
         // A writer that went away unwound (it poisons the log as it stops, but its unanswered
         // replies may be dropped first): poisoned here too, so whoever sees this error also sees
         // the log refusing appends.
-        let stopped = |reason: &str| {
-            self.shared.poisoned.store(true, Ordering::Release);
+        let stopped = |shared: &Shared, reason: &str| {
+            shared.poisoned.store(true, Ordering::Release);
             unavailable(reason)
         };
+        // The writer takes requests in the channel's order (its waiting senders queue fairly),
+        // so once sent, the batch's place is fixed.
         requests
             .send(AppendRequest { entries, reply })
             .await
-            .map_err(|_| stopped("the log writer has stopped"))?;
-        receipt
-            .await
-            .map_err(|_| stopped("the log writer stopped before answering"))?
+            .map_err(|_| stopped(&self.shared, "the log writer has stopped"))?;
+        let shared = Arc::clone(&self.shared);
+        Ok(PendingAppend(Box::pin(async move {
+            receipt
+                .await
+                .map_err(|_| stopped(&shared, "the log writer stopped before answering"))?
+        })))
     }
 
     async fn read(&self, query: ReadQuery) -> Result<ReadBatch, ReadError> {

@@ -6,7 +6,9 @@
 //!
 //! The WebSocket calls [`execute`]; GraphQL's mutations will call the same function.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use octo_core::command::{Command, Fork, SessionCreate};
 use octo_core::event::{
@@ -112,21 +114,59 @@ fn waits_for_settled(command: &Command) -> bool {
     )
 }
 
+/// The ack of a placed command, once its append is durable.
+pub type PendingAck = Pin<Box<dyn Future<Output = Ack> + Send + Sync + 'static>>;
+
+/// A command checked and placed in the log: its ack now, or once its append is durable.
+pub enum Placed {
+    /// Refused, a duplicate, or already durable.
+    Done(Ack),
+    /// Placed: the ack comes once the append is durable. The append goes on whether or not this
+    /// is awaited.
+    Pending(PendingAck),
+}
+
+impl Placed {
+    /// The command's ack, once its append is durable.
+    pub fn into_pending(self) -> PendingAck {
+        match self {
+            Placed::Done(ack) => Box::pin(std::future::ready(ack)),
+            Placed::Pending(ack) => ack,
+        }
+    }
+}
+
 /// Checks and appends one command of `user_id`; never fails, the outcome is the ack.
 pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
+    place(app, user_id, frame).await.into_pending().await
+}
+
+/// [`execute`] up to the command's place in the log: once this returns, every command placed
+/// after it (any connection's) lands after it, so a connection can place its next command
+/// without waiting for this one's sync, and both share a group commit.
+pub async fn place(app: &App, user_id: &UserId, frame: CommandFrame) -> Placed {
+    Placed::Done(match place_or_ack(app, user_id, frame).await {
+        Ok(pending) => return Placed::Pending(pending),
+        Err(ack) => ack,
+    })
+}
+
+async fn place_or_ack(app: &App, user_id: &UserId, frame: CommandFrame) -> Result<PendingAck, Ack> {
     if let Err(e) = validate_command(&frame.command, &app.field_limits) {
-        return rejected(&frame, e.to_error());
+        return Err(rejected(&frame, e.to_error()));
     }
     if let Command::SessionCreate(create) = &frame.command {
-        return match create_session(app, user_id, &frame, create, None).await {
-            Ok(ack) | Err(ack) => ack,
-        };
+        return Err(
+            match create_session(app, user_id, &frame, create, None).await {
+                Ok(ack) | Err(ack) => ack,
+            },
+        );
     }
     let Some(session_id) = frame.session_id else {
-        return rejected(
+        return Err(rejected(
             &frame,
             Error::new(ErrorCode::MissingField, "missing field session_id").with_ref("session_id"),
-        );
+        ));
     };
     let gate = app.session_gate(session_id);
     let mut gate = gate.lock().await;
@@ -142,23 +182,25 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
                     Command::SessionRename(_) | Command::SessionDelete(_)
                 ) =>
         {
-            return rejected(
+            return Err(rejected(
                 &frame,
                 Error::new(
                     ErrorCode::Unsupported,
                     "this session was written through hstry's API: it can be renamed or deleted, not run or forked (no harness holds its context)",
                 )
                 .with_ref("read_only"),
-            );
+            ));
         }
         Ok(Some(_)) => {}
-        Ok(None) => return rejected(&frame, not_found(&session_id)),
-        Err(e) => return rejected(&frame, unavailable(e)),
+        Ok(None) => return Err(rejected(&frame, not_found(&session_id))),
+        Err(e) => return Err(rejected(&frame, unavailable(e))),
     }
     if let Command::Fork(fork) = &frame.command {
-        return match fork_session(app, user_id, &frame, session_id, fork).await {
-            Ok(ack) | Err(ack) => ack,
-        };
+        return Err(
+            match fork_session(app, user_id, &frame, session_id, fork).await {
+                Ok(ack) | Err(ack) => ack,
+            },
+        );
     }
     if let Err(error) = check_state(app, &session_id, &frame.command).await {
         // A re-sent command whose effect already moved the state on is still a duplicate.
@@ -168,9 +210,12 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
             .await
         {
             Ok(Some(_)) => {}
-            Ok(None) => return rejected(&frame, error),
+            Ok(None) => return Err(rejected(&frame, error)),
             Err(e) => {
-                return rejected(&frame, unavailable(ReadFailure::Unavailable(e.to_string())));
+                return Err(rejected(
+                    &frame,
+                    unavailable(ReadFailure::Unavailable(e.to_string())),
+                ));
             }
         }
     }
@@ -184,19 +229,21 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
         derived,
     );
     if settled {
-        return append(app, &frame, session_id, batch).await;
+        return Err(append(app, &frame, session_id, batch).await);
     }
     let outcome = match app.log.append_placed(batch).await {
         Ok(pending) => gate.place(pending),
-        Err(e) => return ack_of(&frame, session_id, Err(e)),
+        Err(e) => return Err(ack_of(&frame, session_id, Err(e))),
     };
     drop(gate);
-    let outcome = outcome.await.unwrap_or_else(|_| {
-        Err(AppendError::Unavailable {
-            reason: "the server stopped before the append was durable".into(),
-        })
-    });
-    ack_of(&frame, session_id, outcome)
+    Ok(Box::pin(async move {
+        let outcome = outcome.await.unwrap_or_else(|_| {
+            Err(AppendError::Unavailable {
+                reason: "the server stopped before the append was durable".into(),
+            })
+        });
+        ack_of(&frame, session_id, outcome)
+    }))
 }
 
 /// A command as logged in `session_id`, with the event it derives (if any, in its session) in

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use octo_core::frame::{
     AgentFrame, AgentServerFrame, ClientFrame, Hello, Pong, ProtocolVersion, Replay, ReplayResult,
@@ -36,12 +37,18 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamMap;
 
 use crate::auth::{authenticate, unauthorized};
+use crate::commands::PendingAck;
 use crate::server::SharedApp;
 use crate::users::User;
 use crate::view::{EntryStream, View};
 
 /// Frames waiting for the socket. Small: subscriptions wait here, not in memory.
 pub const OUTBOUND_QUEUE_FRAMES: usize = 64;
+
+/// Commands of one connection placed in the log and not yet acked, at most: a client may send
+/// its next commands without waiting for the acks (they share group commits), and past this the
+/// socket is not read until acks go out.
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 64;
 
 /// How often the server pings; a peer silent for [`PEER_TIMEOUT`] is dropped.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
@@ -322,6 +329,9 @@ struct Connection {
     /// The streams the writer polls for this connection.
     watching: HashSet<Watch>,
     sessions_listing: Option<TaskGuard>,
+    /// The acks of commands placed in the log, in the order they came
+    /// ([`crate::commands::place`]).
+    acks: FuturesOrdered<PendingAck>,
 }
 
 fn error_frame(channel: Channel, id: Option<ReqId>, error: Error) -> ServerFrame {
@@ -383,10 +393,22 @@ impl Connection {
             out,
             watching: HashSet::new(),
             sessions_listing: None,
+            acks: FuturesOrdered::new(),
         };
         tracing::debug!(%connection_id, user = %connection.user.name, "connected");
         connection.send(connection.hello(connection_id)).await;
-        while let Some(message) = stream.next().await {
+        loop {
+            // Acks go out in command order as their appends become durable; while too many
+            // are on their way, the socket is not read.
+            let message = tokio::select! {
+                biased;
+                Some(ack) = connection.acks.next(), if !connection.acks.is_empty() => {
+                    connection.send(agent(AgentServerFrame::Ack(ack))).await;
+                    continue;
+                }
+                message = stream.next(), if connection.acks.len() < COMMANDS_IN_FLIGHT_MAX => message,
+            };
+            let Some(message) = message else { break };
             last_heard.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             match message {
                 Ok(Message::Text(text)) => {
@@ -400,6 +422,7 @@ impl Connection {
                 Err(e) => {
                     // Over the hard cap (4 x max_frame_bytes): say so, then close 1009.
                     if is_capacity(&e) {
+                        connection.send_acks().await;
                         let error = Error::new(
                             ErrorCode::FrameTooLarge,
                             format!(
@@ -420,6 +443,8 @@ impl Connection {
                 }
             }
         }
+        // The acks of commands already placed, for a peer that closed after sending them.
+        let _ = tokio::time::timeout(Duration::from_secs(2), connection.send_acks()).await;
         // Stop every subscription before the writer, so nothing waits on a gone socket.
         connection.sessions_listing = None;
         drop(connection);
@@ -449,6 +474,13 @@ impl Connection {
         let _ = self.out.send(Outbound::frame(frame)).await;
     }
 
+    /// Sends the acks of every command placed so far, as they become durable.
+    async fn send_acks(&mut self) {
+        while let Some(ack) = self.acks.next().await {
+            self.send(agent(AgentServerFrame::Ack(ack))).await;
+        }
+    }
+
     fn subscription_count(&self) -> usize {
         self.watching.len() + usize::from(self.sessions_listing.is_some())
     }
@@ -468,7 +500,26 @@ impl Connection {
         Ok(())
     }
 
+    /// Answers one frame. A command is placed and its ack queued; anything else is answered
+    /// once every earlier command's ack has gone out, so replies keep the order of the frames.
     async fn on_frame(&mut self, bytes: &[u8], arrived_as: Encoding) {
+        match self.decode(bytes, arrived_as) {
+            Ok(ClientFrame::Agent(AgentFrame::Command(command))) => {
+                let placed = crate::commands::place(&self.app, &self.user.id, command).await;
+                self.acks.push_back(placed.into_pending());
+            }
+            other => {
+                self.send_acks().await;
+                match other {
+                    Ok(frame) => self.dispatch(frame).await,
+                    Err(reply) => self.send(*reply).await,
+                }
+            }
+        }
+    }
+
+    /// A frame decoded and checked, or the error frame that answers it.
+    fn decode(&self, bytes: &[u8], arrived_as: Encoding) -> Result<ClientFrame, Box<ServerFrame>> {
         if arrived_as != self.encoding {
             let error = Error::new(
                 ErrorCode::MalformedFrame,
@@ -482,30 +533,24 @@ impl Connection {
                     }
                 ),
             );
-            self.send(error_frame(Channel::System, None, error)).await;
-            return;
+            return Err(Box::new(error_frame(Channel::System, None, error)));
         }
-        let frame = match octo_core::frame::decode_client_frame_with_limit(
+        let frame = octo_core::frame::decode_client_frame_with_limit(
             self.encoding,
             bytes,
             self.app.max_frame_bytes,
-        ) {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.send(e.reply_frame()).await;
-                return;
-            }
-        };
+        )
+        .map_err(|e| Box::new(e.reply_frame()))?;
         if let Err(e) = validate_client_frame(&frame, &self.app.field_limits) {
-            self.send(frame.reply_to().error_frame(e.to_error())).await;
-            return;
+            return Err(Box::new(frame.reply_to().error_frame(e.to_error())));
         }
-        self.dispatch(frame).await;
+        Ok(frame)
     }
 
     async fn dispatch(&mut self, frame: ClientFrame) {
         let reply_to = frame.reply_to();
         let outcome = match frame {
+            // Placed by `on_frame`; a command reaching here is answered the same way, in full.
             ClientFrame::Agent(AgentFrame::Command(command)) => {
                 let ack = crate::commands::execute(&self.app, &self.user.id, command).await;
                 self.send(agent(AgentServerFrame::Ack(ack))).await;

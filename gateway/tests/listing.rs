@@ -331,3 +331,77 @@ async fn concurrent_renames_keep_each_command_with_its_event() {
         .expect("the session");
     assert_eq!(record.summary.title.as_deref(), Some(last.title.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commands_is_acked_in_order_and_replies_keep_their_place() {
+    let octo = Octo::start(json!([])).await;
+    let mut agent = Agent::new(octo.client().await);
+    let (session_id, _) = agent.create_started_session().await;
+    let unknown = octo_core::SessionId::new();
+    let mut client = octo.client().await;
+    // Sent back to back, no ack awaited: renames, one for an unknown session, one re-sent id.
+    let ids: Vec<String> = (0..30).map(|_| cid()).collect();
+    let mut sent = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let target = if k == 7 { unknown } else { session_id };
+        // The re-sent one repeats the 4th command whole: a duplicate, not a conflict.
+        let (id, title) = if k == 20 {
+            (ids[3].clone(), "r3".to_owned())
+        } else {
+            (id.clone(), format!("r{k}"))
+        };
+        client
+            .send(
+                &json!({"ch": "agent", "type": "session.rename", "command_id": id,
+                "session_id": target, "title": title}),
+            )
+            .await
+            .expect("sends");
+        sent.push(id);
+    }
+    client
+        .send(&json!({"ch": "system", "type": "ping", "id": "after-the-burst"}))
+        .await
+        .expect("sends");
+    let mut acks = Vec::new();
+    loop {
+        let frame = client
+            .next_frame_within(Duration::from_secs(30))
+            .await
+            .expect("a frame");
+        match frame {
+            ServerFrame::Agent(AgentServerFrame::Ack(ack)) => acks.push(ack),
+            ServerFrame::System(octo_core::frame::SystemServerFrame::Pong(_)) => break,
+            _ => {}
+        }
+    }
+    let acked: Vec<String> = acks.iter().map(|a| a.command_id.to_string()).collect();
+    assert_eq!(acked, sent, "every ack before the pong, in the order sent");
+    assert_eq!(acks[7].status, AckStatus::Rejected);
+    assert_eq!(
+        acks[7].error.as_ref().map(|e| e.code),
+        Some(octo_core::ErrorCode::SessionNotFound)
+    );
+    assert_eq!(acks[20].status, AckStatus::Duplicate);
+    assert_eq!(acks[20].offset, acks[3].offset, "the first append's offset");
+    let landed: Vec<Offset> = acks
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != 7 && *k != 20)
+        .map(|(_, ack)| {
+            assert_eq!(ack.status, AckStatus::Accepted, "{ack:?}");
+            ack.offset.expect("an offset")
+        })
+        .collect();
+    assert!(
+        landed.windows(2).all(|pair| pair[0] < pair[1]),
+        "placed in the order sent: {landed:?}"
+    );
+    // Nothing of the refused or re-sent commands is in the log.
+    let log = octo.log().await;
+    let renames = log
+        .iter()
+        .filter(|e| matches!(e.body, Body::Command(Command::SessionRename(_))))
+        .count();
+    assert_eq!(renames, landed.len());
+}

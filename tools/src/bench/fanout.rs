@@ -232,8 +232,8 @@ async fn one_configuration(
     // Writers pipeline their commands (a window of outstanding acks), so the append rate does
     // not depend on one round trip at a time.
     let mut writers = Vec::new();
-    // The server answers one connection's commands in order, each after its append is durable,
-    // so the rate is spread over several writers.
+    // The server places one connection's commands in order and acks each once durable; the
+    // rate is spread over several writers, as many clients would send it.
     let n_writers = args.writers.max(1);
     for _ in 0..n_writers {
         let client = Client::connect(&octo.url, &octo.token, Encoding::Json).await?;

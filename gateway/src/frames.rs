@@ -22,7 +22,8 @@ pub struct FrameCache {
 
 #[derive(Default)]
 struct Inner {
-    frames: HashMap<Key, Message>,
+    /// Looked up once per delivery: a fast hash, not SipHash (keys are the server's own).
+    frames: HashMap<Key, Message, foldhash::fast::RandomState>,
     order: VecDeque<Key>,
 }
 

@@ -145,13 +145,19 @@ pub async fn execute(app: &App, user_id: &UserId, frame: CommandFrame) -> Ack {
 /// after it (any connection's) lands after it, so a connection can place its next command
 /// without waiting for this one's sync, and both share a group commit.
 pub async fn place(app: &App, user_id: &UserId, frame: CommandFrame) -> Placed {
-    Placed::Done(match place_or_ack(app, user_id, frame).await {
-        Ok(pending) => return Placed::Pending(pending),
-        Err(ack) => ack,
-    })
+    match place_or_answer(app, user_id, frame).await {
+        Ok(pending) => Placed::Pending(pending),
+        Err(ack) => Placed::Done(ack),
+    }
 }
 
-async fn place_or_ack(app: &App, user_id: &UserId, frame: CommandFrame) -> Result<PendingAck, Ack> {
+/// [`place`], with `Err` for an ack that is known already: a refusal, a duplicate, or a
+/// command appended in full (creates, forks, and what waits for the session to settle).
+async fn place_or_answer(
+    app: &App,
+    user_id: &UserId,
+    frame: CommandFrame,
+) -> Result<PendingAck, Ack> {
     if let Err(e) = validate_command(&frame.command, &app.field_limits) {
         return Err(rejected(&frame, e.to_error()));
     }

@@ -503,18 +503,13 @@ impl Connection {
     /// Answers one frame. A command is placed and its ack queued; anything else is answered
     /// once every earlier command's ack has gone out, so replies keep the order of the frames.
     async fn on_frame(&mut self, bytes: &[u8], arrived_as: Encoding) {
-        match self.decode(bytes, arrived_as) {
-            Ok(ClientFrame::Agent(AgentFrame::Command(command))) => {
-                let placed = crate::commands::place(&self.app, &self.user.id, command).await;
-                self.acks.push_back(placed.into_pending());
-            }
-            other => {
-                self.send_acks().await;
-                match other {
-                    Ok(frame) => self.dispatch(frame).await,
-                    Err(reply) => self.send(*reply).await,
-                }
-            }
+        let frame = self.decode(bytes, arrived_as);
+        if !matches!(frame, Ok(ClientFrame::Agent(AgentFrame::Command(_)))) {
+            self.send_acks().await;
+        }
+        match frame {
+            Ok(frame) => self.dispatch(frame).await,
+            Err(reply) => self.send(*reply).await,
         }
     }
 
@@ -550,10 +545,10 @@ impl Connection {
     async fn dispatch(&mut self, frame: ClientFrame) {
         let reply_to = frame.reply_to();
         let outcome = match frame {
-            // Placed by `on_frame`; a command reaching here is answered the same way, in full.
+            // Its ack is queued and goes out from the reader loop, in command order.
             ClientFrame::Agent(AgentFrame::Command(command)) => {
-                let ack = crate::commands::execute(&self.app, &self.user.id, command).await;
-                self.send(agent(AgentServerFrame::Ack(ack))).await;
+                let placed = crate::commands::place(&self.app, &self.user.id, command).await;
+                self.acks.push_back(placed.into_pending());
                 Ok(())
             }
             ClientFrame::Agent(AgentFrame::Subscribe(subscribe)) => self.subscribe(subscribe).await,

@@ -10,6 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .build_client(true)
+        // Written by hand so a whole conversation is encoded on every core (src/wire.rs).
+        .extern_path(
+            ".hstry.service.GetMessagesResponse",
+            "crate::wire::GetMessagesResponse",
+        )
         .compile_fds(descriptors)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

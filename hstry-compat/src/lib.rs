@@ -10,11 +10,14 @@ pub mod content;
 pub mod convert;
 pub mod server;
 pub mod service;
+pub mod wire;
 
 /// The code generated from `proto/hstry_service.proto` (package `hstry.service`).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto {
     tonic::include_proto!("hstry.service");
+
+    pub use crate::wire::GetMessagesResponse;
 
     /// The encoded descriptor set, for server reflection.
     pub const DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hstry_descriptor");

@@ -28,6 +28,7 @@ use crate::proto;
 use crate::proto::read_service_server::ReadService;
 use crate::proto::search_service_server::SearchService;
 use crate::proto::write_service_server::WriteService;
+use crate::wire;
 use octo_projections::search::{HitFilter, SearchError, SearchQuery, Searcher};
 
 /// Text fields longer than this go to the blob store, so every entry stays under
@@ -55,15 +56,15 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-/// A session's messages as hstry returns them; the last `limit` when given. A fork's inherited
-/// messages get ids of their own (HSTRY_API.md 8).
+/// A session's messages as hstry returns them, encoded for a `GetMessagesResponse`; the last
+/// `limit` when given. A fork's inherited messages get ids of their own (HSTRY_API.md 8).
 fn session_messages(
     snapshot: &StoreSnapshot,
     history: &Keyspace,
     sessions: &Keyspace,
     record: &ConversationRecord,
     limit: Option<usize>,
-) -> Result<Vec<proto::Message>, Status> {
+) -> Result<Vec<Vec<u8>>, Status> {
     let total = record.message_count as usize;
     let fork = record.id.as_uuid();
     let convert = |idx: usize, message: &octo_core::Message| {
@@ -72,7 +73,12 @@ fn session_messages(
         } else {
             message.id.as_uuid()
         };
-        convert::session_message(record, message, i32::try_from(idx).unwrap_or(i32::MAX), id)
+        wire::encode_message(&convert::session_message(
+            record,
+            message,
+            i32::try_from(idx).unwrap_or(i32::MAX),
+            id,
+        ))
     };
     match limit {
         Some(limit) if limit < total => {
@@ -337,13 +343,14 @@ impl Hstry {
         Ok(convert::written_message(message, content, parts))
     }
 
-    /// A conversation's messages in idx order; the last `limit` when given.
+    /// A conversation's messages in idx order, encoded for a `GetMessagesResponse`; the last
+    /// `limit` when given.
     async fn messages(
         &self,
         snapshot: StoreSnapshot,
         record: &ConversationRecord,
         limit: Option<usize>,
-    ) -> Result<Vec<proto::Message>, Status> {
+    ) -> Result<Vec<Vec<u8>>, Status> {
         match record.origin {
             Origin::Written => {
                 let stored = self
@@ -352,7 +359,7 @@ impl Hstry {
                     .map_err(store_failed)?;
                 let mut messages = Vec::with_capacity(stored.len());
                 for message in &stored {
-                    messages.push(self.written(message).await?);
+                    messages.push(wire::encode_message(&self.written(message).await?));
                 }
                 Ok(messages)
             }
@@ -914,10 +921,10 @@ impl ReadService for Arc<Hstry> {
         };
         let limit = (r.limit > 0).then(|| usize::try_from(r.limit).unwrap_or(usize::MAX));
         let messages = self.messages(snapshot, &record, limit).await?;
-        Ok(Response::new(proto::GetMessagesResponse {
-            conversation_id: record.id.to_string(),
+        Ok(Response::new(proto::GetMessagesResponse::encoded(
+            record.id.to_string(),
             messages,
-        }))
+        )))
     }
 
     async fn get_message_events(

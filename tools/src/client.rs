@@ -27,6 +27,9 @@ pub enum ClientError {
     Timeout,
 }
 
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 16 << 10;
+
 /// One connection.
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -77,7 +80,10 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(encoding.subprotocol()),
         );
+        // tungstenite zeroes `read_buffer_size` bytes before every read; its 128 KiB default
+        // costs more than the frames a live subscription reads at a time.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(64 << 20));
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)

@@ -36,18 +36,89 @@ pub struct View {
 pub type EntryStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<Arc<LogEntry>, ReadError>> + Send>>;
 
-/// A subscription as a stream that ends after its first error.
+/// A subscription as a stream that ends after its first error. Entries already at hand are
+/// handed out without a future; only an empty queue (or a log read) waits in one.
 pub fn subscription_stream(subscription: Subscription) -> EntryStream {
-    Box::pin(futures_util::stream::unfold(
-        Some(subscription),
-        |state| async move {
-            let mut subscription = state?;
-            match subscription.next().await {
-                Ok(entry) => Some((Ok(entry), Some(subscription))),
-                Err(e) => Some((Err(e), None)),
+    Box::pin(SubscriptionStream {
+        idle: Some(subscription),
+        waiting: None,
+    })
+}
+
+type NextEntry = (Subscription, Result<Arc<LogEntry>, ReadError>);
+
+struct SubscriptionStream {
+    /// The subscription between calls; `None` while `waiting` owns it, or after an error.
+    idle: Option<Subscription>,
+    waiting: Option<Pin<Box<dyn Future<Output = NextEntry> + Send>>>,
+}
+
+impl futures_util::Stream for SubscriptionStream {
+    type Item = Result<Arc<LogEntry>, ReadError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(mut subscription) = this.idle.take() {
+            match subscription.try_next() {
+                Some(Ok(entry)) => {
+                    this.idle = Some(subscription);
+                    return Poll::Ready(Some(Ok(entry)));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.waiting = Some(Box::pin(async move {
+                        let next = subscription.next().await;
+                        (subscription, next)
+                    }));
+                }
             }
-        },
-    ))
+        }
+        let Some(waiting) = this.waiting.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let (subscription, next) = std::task::ready!(waiting.as_mut().poll(cx));
+        this.waiting = None;
+        if next.is_ok() {
+            this.idle = Some(subscription);
+        }
+        Poll::Ready(Some(next))
+    }
+}
+
+/// `first`, then `second`, unless `first` ended with an error (which ends both).
+struct Chained {
+    first: Option<EntryStream>,
+    second: Option<EntryStream>,
+}
+
+impl futures_util::Stream for Chained {
+    type Item = Result<Arc<LogEntry>, ReadError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if let Some(first) = self.first.as_mut() {
+            match std::task::ready!(first.as_mut().poll_next(cx)) {
+                Some(Ok(entry)) => return Poll::Ready(Some(Ok(entry))),
+                Some(Err(e)) => {
+                    self.first = None;
+                    self.second = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => self.first = None,
+            }
+        }
+        match self.second.as_mut() {
+            Some(second) => second.as_mut().poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
 }
 
 impl View {
@@ -148,6 +219,10 @@ impl View {
     /// segments are read page by page (they never change), then `own` (a subscription of the
     /// session's own entries from `after`, registered before this call, so nothing is missed).
     pub fn stream(self, log: Arc<dyn EventLog>, after: Offset, own: Subscription) -> EntryStream {
+        let own = subscription_stream(own);
+        if self.segments.len() == 1 {
+            return own;
+        }
         let inherited = View {
             segments: self.segments[..self.segments.len() - 1].to_vec(),
         };
@@ -157,7 +232,6 @@ impl View {
             cursor: Offset,
             buffer: VecDeque<Arc<LogEntry>>,
             done: bool,
-            own: Subscription,
         }
         let state = State {
             log,
@@ -165,37 +239,33 @@ impl View {
             cursor: after,
             buffer: VecDeque::new(),
             done: false,
-            own,
         };
-        Box::pin(futures_util::stream::unfold(
-            Some(state),
-            |state| async move {
-                let mut state = state?;
-                loop {
-                    if let Some(entry) = state.buffer.pop_front() {
-                        return Some((Ok(entry), Some(state)));
-                    }
-                    if state.done || state.inherited.segments.is_empty() {
-                        break;
-                    }
-                    match state
-                        .inherited
-                        .read(state.log.as_ref(), state.cursor, None, SEGMENT_PAGE)
-                        .await
-                    {
-                        Ok(page) => {
-                            state.cursor = page.scanned_through;
-                            state.done = page.reached_end;
-                            state.buffer.extend(page.entries);
-                        }
-                        Err(e) => return Some((Err(e), None)),
-                    }
+        let inherited = futures_util::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            loop {
+                if let Some(entry) = state.buffer.pop_front() {
+                    return Some((Ok(entry), Some(state)));
                 }
-                match state.own.next().await {
-                    Ok(entry) => Some((Ok(entry), Some(state))),
-                    Err(e) => Some((Err(e), None)),
+                if state.done {
+                    return None;
                 }
-            },
-        ))
+                match state
+                    .inherited
+                    .read(state.log.as_ref(), state.cursor, None, SEGMENT_PAGE)
+                    .await
+                {
+                    Ok(page) => {
+                        state.cursor = page.scanned_through;
+                        state.done = page.reached_end;
+                        state.buffer.extend(page.entries);
+                    }
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+        });
+        Box::pin(Chained {
+            first: Some(Box::pin(inherited)),
+            second: Some(own),
+        })
     }
 }

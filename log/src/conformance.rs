@@ -140,6 +140,17 @@ async fn next_within(subscription: &mut Subscription) -> Arc<LogEntry> {
         .expect("the subscription does not fail")
 }
 
+/// The next entry, taken at random through [`Subscription::try_next`] when it has one at hand,
+/// else through [`Subscription::next`]: the two together keep the one order.
+async fn next_either(subscription: &mut Subscription, rng: &mut impl Rng) -> Arc<LogEntry> {
+    if rng.random_bool(0.5)
+        && let Some(entry) = subscription.try_next()
+    {
+        return entry.expect("the subscription does not fail");
+    }
+    next_within(subscription).await
+}
+
 /// Offsets start at 1, strictly increase, and `head` follows them.
 pub async fn offsets_start_at_one_and_increase(backend: &dyn Backend) {
     let log = backend.open().await;
@@ -916,8 +927,9 @@ pub async fn slow_subscriber_catches_up(backend: &dyn Backend) {
         expected.push(append_one(&*log, notice(&alice, session_id, &format!("n{n}"))).await);
     }
     let mut got = vec![first.offset];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     while got.len() < expected.len() {
-        got.push(next_within(&mut subscription).await.offset);
+        got.push(next_either(&mut subscription, &mut rng).await.offset);
     }
     assert_eq!(got, expected, "nothing lost, nothing twice");
     assert!(subscription.overflows() > 0, "the overflow path ran");
@@ -968,7 +980,7 @@ pub async fn concurrent_appenders_and_resuming_subscribers(backend: &dyn Backend
                     if seen.len() == expected_count {
                         break;
                     }
-                    seen.push(next_within(&mut subscription).await.offset);
+                    seen.push(next_either(&mut subscription, &mut rng).await.offset);
                 }
                 // Drop the subscription and resume from the last offset seen.
                 resumes += 1;

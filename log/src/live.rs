@@ -138,7 +138,8 @@ impl LiveHub {
     }
 
     /// Offers durable entries, in offset order, to every matching listener. Never blocks on a
-    /// listener.
+    /// listener. Each listener is offered all of its entries of the batch in one go, so the task
+    /// it wakes finds the whole batch queued, not the first entry alone.
     pub fn publish(&self, entries: &[(Arc<LogEntry>, usize)]) {
         let mut registry = self
             .registry
@@ -149,15 +150,22 @@ impl LiveHub {
             unscoped,
             ..
         } = &mut *registry;
-        for (entry, size_bytes) in entries {
-            if let Some(slots) = by_session.get_mut(&entry.session_id) {
-                slots.retain(|slot| matches!(slot.offer(entry, *size_bytes), Delivery::Queued));
+        if !by_session.is_empty() {
+            // Each session's entries, in offset order (a stable sort keeps it).
+            let mut order: Vec<&(Arc<LogEntry>, usize)> = entries.iter().collect();
+            order.sort_by_key(|(entry, _)| entry.session_id);
+            for group in order.chunk_by(|(a, _), (b, _)| a.session_id == b.session_id) {
+                let session_id = group[0].0.session_id;
+                let Some(slots) = by_session.get_mut(&session_id) else {
+                    continue;
+                };
+                slots.retain(|slot| offer_all(slot, group.iter().copied()));
                 if slots.is_empty() {
-                    by_session.remove(&entry.session_id);
+                    by_session.remove(&session_id);
                 }
             }
-            unscoped.retain(|slot| matches!(slot.offer(entry, *size_bytes), Delivery::Queued));
         }
+        unscoped.retain(|slot| offer_all(slot, entries.iter()));
     }
 
     /// Ends every listener (`Closed`) and refuses new ones.
@@ -184,6 +192,14 @@ impl LiveHub {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Offers `entries` to `slot` in order; whether the slot is still live.
+fn offer_all<'a>(
+    slot: &Slot,
+    mut entries: impl Iterator<Item = &'a (Arc<LogEntry>, usize)>,
+) -> bool {
+    entries.all(|(entry, size_bytes)| matches!(slot.offer(entry, *size_bytes), Delivery::Queued))
 }
 
 /// What a listener receives next.
@@ -216,8 +232,30 @@ impl Listener {
                     .fetch_sub(size_bytes, Ordering::AcqRel);
                 ListenerEvent::Entry(entry)
             }
-            None if self.state.overflowed.load(Ordering::Acquire) => ListenerEvent::Overflowed,
-            None => ListenerEvent::Closed,
+            None => self.ended(),
+        }
+    }
+
+    /// The next live entry if one is queued now; `None` when the queue is empty.
+    pub fn try_recv(&mut self) -> Option<ListenerEvent> {
+        match self.receiver.try_recv() {
+            Ok((entry, size_bytes)) => {
+                self.state
+                    .queued_bytes
+                    .fetch_sub(size_bytes, Ordering::AcqRel);
+                Some(ListenerEvent::Entry(entry))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.ended()),
+        }
+    }
+
+    /// Why the queue ended.
+    fn ended(&self) -> ListenerEvent {
+        if self.state.overflowed.load(Ordering::Acquire) {
+            ListenerEvent::Overflowed
+        } else {
+            ListenerEvent::Closed
         }
     }
 }

@@ -136,6 +136,39 @@ impl Subscription {
         }
     }
 
+    /// The next entry if it is at hand now (buffered, or queued live), without reading the log
+    /// or waiting; `None` means call [`Subscription::next`]. Entries come in the same order, each
+    /// once, whichever of the two hands them out.
+    ///
+    /// # Errors
+    /// [`ReadError::Closed`] once the log is closed.
+    pub fn try_next(&mut self) -> Option<Result<Arc<LogEntry>, ReadError>> {
+        loop {
+            if let Some(entry) = self.buffer.pop_front() {
+                return Some(Ok(self.hand_out(entry)));
+            }
+            if matches!(self.phase, Phase::CatchUp) {
+                return None;
+            }
+            match self.listener.as_mut()?.try_recv()? {
+                ListenerEvent::Entry(entry) => {
+                    if entry.offset <= self.cursor {
+                        continue;
+                    }
+                    self.cursor = entry.offset;
+                    return Some(Ok(self.hand_out(entry)));
+                }
+                ListenerEvent::Overflowed => {
+                    self.overflows += 1;
+                    self.listener = None;
+                    self.phase = Phase::CatchUp;
+                    return None;
+                }
+                ListenerEvent::Closed => return Some(Err(ReadError::Closed)),
+            }
+        }
+    }
+
     fn hand_out(&mut self, entry: Arc<LogEntry>) -> Arc<LogEntry> {
         assert!(
             entry.offset > self.last_returned,

@@ -226,12 +226,7 @@ impl Listener {
     /// Cancel safe: a dropped call loses nothing.
     pub async fn recv(&mut self) -> ListenerEvent {
         match self.receiver.recv().await {
-            Some((entry, size_bytes)) => {
-                self.state
-                    .queued_bytes
-                    .fetch_sub(size_bytes, Ordering::AcqRel);
-                ListenerEvent::Entry(entry)
-            }
+            Some(queued) => self.taken(queued),
             None => self.ended(),
         }
     }
@@ -239,15 +234,18 @@ impl Listener {
     /// The next live entry if one is queued now; `None` when the queue is empty.
     pub fn try_recv(&mut self) -> Option<ListenerEvent> {
         match self.receiver.try_recv() {
-            Ok((entry, size_bytes)) => {
-                self.state
-                    .queued_bytes
-                    .fetch_sub(size_bytes, Ordering::AcqRel);
-                Some(ListenerEvent::Entry(entry))
-            }
+            Ok(queued) => Some(self.taken(queued)),
             Err(mpsc::error::TryRecvError::Empty) => None,
             Err(mpsc::error::TryRecvError::Disconnected) => Some(self.ended()),
         }
+    }
+
+    /// An entry taken from the queue, its bytes no longer counted.
+    fn taken(&self, (entry, size_bytes): (Arc<LogEntry>, usize)) -> ListenerEvent {
+        self.state
+            .queued_bytes
+            .fetch_sub(size_bytes, Ordering::AcqRel);
+        ListenerEvent::Entry(entry)
     }
 
     /// Why the queue ended.

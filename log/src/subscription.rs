@@ -115,21 +115,9 @@ impl Subscription {
                         .listener
                         .as_mut()
                         .expect("a live subscription has a listener");
-                    match listener.recv().await {
-                        ListenerEvent::Entry(entry) => {
-                            // Already read from the log before going live.
-                            if entry.offset <= self.cursor {
-                                continue;
-                            }
-                            self.cursor = entry.offset;
-                            return Ok(self.hand_out(entry));
-                        }
-                        ListenerEvent::Overflowed => {
-                            self.overflows += 1;
-                            self.listener = None;
-                            self.phase = Phase::CatchUp;
-                        }
-                        ListenerEvent::Closed => return Err(ReadError::Closed),
+                    let event = listener.recv().await;
+                    if let Some(next) = self.take_live(event) {
+                        return next;
                     }
                 }
             }
@@ -150,22 +138,31 @@ impl Subscription {
             if matches!(self.phase, Phase::CatchUp) {
                 return None;
             }
-            match self.listener.as_mut()?.try_recv()? {
-                ListenerEvent::Entry(entry) => {
-                    if entry.offset <= self.cursor {
-                        continue;
-                    }
-                    self.cursor = entry.offset;
-                    return Some(Ok(self.hand_out(entry)));
-                }
-                ListenerEvent::Overflowed => {
-                    self.overflows += 1;
-                    self.listener = None;
-                    self.phase = Phase::CatchUp;
-                    return None;
-                }
-                ListenerEvent::Closed => return Some(Err(ReadError::Closed)),
+            let event = self.listener.as_mut()?.try_recv()?;
+            if let Some(next) = self.take_live(event) {
+                return Some(next);
             }
+        }
+    }
+
+    /// What a live event means for the caller: an entry or the end to hand out, or `None` to
+    /// look again (an entry already read, or an overflow that sends the subscription back to the
+    /// log).
+    fn take_live(&mut self, event: ListenerEvent) -> Option<Result<Arc<LogEntry>, ReadError>> {
+        match event {
+            // Already read from the log before going live.
+            ListenerEvent::Entry(entry) if entry.offset <= self.cursor => None,
+            ListenerEvent::Entry(entry) => {
+                self.cursor = entry.offset;
+                Some(Ok(self.hand_out(entry)))
+            }
+            ListenerEvent::Overflowed => {
+                self.overflows += 1;
+                self.listener = None;
+                self.phase = Phase::CatchUp;
+                None
+            }
+            ListenerEvent::Closed => Some(Err(ReadError::Closed)),
         }
     }
 

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use octo_core::history::TextOrBlob;
-use octo_core::{Body, Event, LogEntry, Offset, SessionId, UserId};
-use octo_log::{EventLog, LogFilter, QueueBound, Subscription};
+use octo_core::{Body, Event, Kind, LogEntry, Offset, SessionId, UserId};
+use octo_log::{EventLog, LogFilter, QueueBound, ReadQuery, Subscription, TypePattern};
 use tantivy::collector::TopDocs;
 use tantivy::query::{
     BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery,
@@ -50,6 +50,28 @@ pub const COMMIT_ENTRIES_MAX: usize = 8_192;
 /// a busy log committed entry by entry spent a third of the server's CPU in tantivy.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Entries read per page while catching up (only those of [`INDEXED_TYPES`] count).
+pub const CATCH_UP_PAGE_ENTRIES: usize = 4_096;
+
+/// Changes staged at most between two commits while catching up: the work a crash makes the next
+/// start redo. The writer's memory budget, not this, bounds what indexing holds in memory.
+pub const CATCH_UP_COMMIT_CHANGES: usize = 262_144;
+
+/// The event types that change the index (an entry of any other changes nothing): catching
+/// up reads only these, skipping the rest of the log by the record's header.
+pub const INDEXED_TYPES: &[&str] = &[
+    "message.created",
+    "stream.message_end",
+    "history.message_upserted",
+    "session.created",
+    "session.forked",
+    "session.renamed",
+    "history.conversation_upserted",
+    "history.conversation_updated",
+    "session.deleted",
+    "history.conversation_deleted",
+];
+
 /// Tokens shown around the first match in a snippet.
 pub const SNIPPET_TOKENS: usize = 12;
 
@@ -68,6 +90,9 @@ pub enum SearchError {
     /// Stop: the index failed (disk, or damage).
     #[error("search index: {0}")]
     Index(String),
+    /// Stop: the log could not be read.
+    #[error("search projector reading the log: {0}")]
+    Log(String),
 }
 
 fn index_error(e: impl std::fmt::Display) -> SearchError {
@@ -562,14 +587,27 @@ impl SearchIndex {
     }
 
     fn apply(&self, changes: Vec<Change>, applied: Offset) -> Result<(), SearchError> {
+        self.stage_and_commit(changes, Some(applied))
+    }
+
+    /// Hands `changes` to the indexing threads and, with `commit`, commits everything staged
+    /// with that offset as its payload and reloads the reader. Blocking.
+    fn stage_and_commit(
+        &self,
+        changes: Vec<Change>,
+        commit: Option<Offset>,
+    ) -> Result<(), SearchError> {
         let mut writer = self
             .writer
             .lock()
             .map_err(|_| SearchError::Index("the index writer panicked".to_owned()))?;
         Self::stage(&writer, self.fields, changes)?;
-        let mut commit = writer.prepare_commit().map_err(index_error)?;
-        commit.set_payload(&applied.get().to_string());
-        commit.commit().map_err(index_error)?;
+        let Some(applied) = commit else {
+            return Ok(());
+        };
+        let mut prepared = writer.prepare_commit().map_err(index_error)?;
+        prepared.set_payload(&applied.get().to_string());
+        prepared.commit().map_err(index_error)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         drop(writer);
         self.reader.reload().map_err(index_error)
@@ -876,6 +914,11 @@ impl Searcher {
         self.index.commits()
     }
 
+    /// The documents (messages and titles) the last commit holds.
+    pub fn documents(&self) -> u64 {
+        self.index.reader.searcher().num_docs()
+    }
+
     /// See [`SearchIndex::search`].
     ///
     /// # Errors
@@ -929,16 +972,18 @@ async fn run(
     dir: PathBuf,
 ) {
     // The version in use is swapped in once it has caught up with the log as it was at start.
-    let mut retire_at = Some(log.head());
-    let retire = |applied: Offset, retire_at: &mut Option<Offset>| {
-        if retire_at.is_some_and(|head| applied >= head) {
-            *retire_at = None;
-            if let Err(e) = retire_older(&dir) {
-                tracing::warn!(error = %e, "cannot drop an older search index");
-            }
+    let head = log.head();
+    let applied = match catch_up(&log, &index, applied, head, &publish, &wanted).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            tracing::error!(error = %e, "search projector cannot catch up");
+            return;
         }
     };
-    retire(applied, &mut retire_at);
+    if let Err(e) = retire_older(&dir) {
+        tracing::warn!(error = %e, "cannot drop an older search index");
+    }
+    // Then follow the log; live entries come decoded, so they are all read.
     let mut subscription = match Subscription::new(
         Arc::clone(&log),
         LogFilter::all(),
@@ -1037,7 +1082,82 @@ async fn run(
         // With no change the commit's payload lags behind: a restart re-reads a few entries that
         // change nothing.
         publish.send_replace(seen);
-        retire(seen, &mut retire_at);
+    }
+}
+
+/// Indexes the log from `applied` through `until` (at most the head) and returns the offset
+/// committed last: pages of the entries of [`INDEXED_TYPES`], the next page read while this one
+/// is staged, and a commit only at the end, when a reader waits for what is staged, or after
+/// [`CATCH_UP_COMMIT_CHANGES`] (each commit makes segments that merges fold in again).
+async fn catch_up(
+    log: &Arc<dyn EventLog>,
+    index: &Arc<SearchIndex>,
+    applied: Offset,
+    until: Offset,
+    publish: &watch::Sender<Offset>,
+    wanted: &Wanted,
+) -> Result<Offset, SearchError> {
+    if applied >= until {
+        return Ok(applied);
+    }
+    let filter = LogFilter {
+        kind: Some(Kind::Event),
+        types: INDEXED_TYPES
+            .iter()
+            .map(|t| TypePattern::parse(t))
+            .collect(),
+        ..LogFilter::all()
+    };
+    let read = |after: Offset| {
+        let query = ReadQuery {
+            filter: filter.clone(),
+            after,
+            until: Some(until),
+            limit: CATCH_UP_PAGE_ENTRIES,
+        };
+        async move {
+            log.read(query)
+                .await
+                .map_err(|e| SearchError::Log(e.to_string()))
+        }
+    };
+    let mut page = read(applied).await?;
+    let mut staged = 0usize;
+    loop {
+        let through = page.scanned_through;
+        let last = page.reached_end || through >= until;
+        let mut changes = Vec::new();
+        for entry in &page.entries {
+            changes.extend(changes_of(&**log, entry).await?);
+        }
+        staged += changes.len();
+        let commit = last
+            || staged >= CATCH_UP_COMMIT_CHANGES
+            || wanted.served_by(*publish.borrow(), through);
+        let stage = {
+            let index = Arc::clone(index);
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    index.stage_and_commit(changes, commit.then_some(through))
+                })
+                .await
+                .map_err(index_error)?
+            }
+        };
+        if last {
+            stage.await?;
+        } else {
+            let (staged_page, next) = tokio::join!(stage, read(through));
+            staged_page?;
+            page = next?;
+        }
+        if commit {
+            staged = 0;
+            publish.send_replace(through);
+        }
+        if last {
+            return Ok(through);
+        }
     }
 }
 

@@ -1074,6 +1074,17 @@ fn hstry_message_writes_of_sessions_are_their_messages() {
 fn search_answers(
     index: &octo_projections::search::SearchIndex,
 ) -> Vec<(String, String, String, String, String, String)> {
+    search_answers_of(|query, filter| index.search(query, filter))
+}
+
+type Found = Result<Vec<octo_projections::search::Hit>, octo_projections::search::SearchError>;
+
+fn search_answers_of(
+    search: impl Fn(
+        &octo_projections::search::SearchQuery,
+        &octo_projections::search::HitFilter,
+    ) -> Found,
+) -> Vec<(String, String, String, String, String, String)> {
     use octo_projections::search::{HitFilter, SearchQuery};
     let mut answers = Vec::new();
     for query in [
@@ -1097,7 +1108,7 @@ fn search_answers(
                 before_ms: None,
                 titles: true,
             };
-            for hit in index.search(&parsed, &filter).expect("searches") {
+            for hit in search(&parsed, &filter).expect("searches") {
                 answers.push((
                     query.to_owned(),
                     user.to_owned(),
@@ -1157,6 +1168,72 @@ async fn search_rebuild_equals_incremental_with_crashes() {
             "seed {seed}: the queries find something"
         );
         assert_eq!(answers, search_answers(&index), "seed {seed}");
+    }
+}
+
+/// The projector's catch-up (only the indexed types read, pages staged and committed rarely) and
+/// its live follow give what applying every entry gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_projector_catch_up_equals_applying_every_entry() {
+    use octo_log::{LogFilter, NewEntry, ReadQuery, SeqSpec};
+    use octo_projections::search::{SearchIndex, apply_entries, spawn_search};
+    for seed in 0..3u64 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = open_log(dir.path());
+        let entries = random_log(seed, 150);
+        let half = entries.len() / 2;
+        let append = |entries: Vec<LogEntry>| {
+            let log = Arc::clone(&log);
+            async move {
+                for entry in entries {
+                    let new = NewEntry {
+                        user_id: entry.user_id,
+                        session_id: entry.session_id,
+                        producer: entry.producer.id,
+                        seq: SeqSpec::Next,
+                        command_id: entry.command_id,
+                        body: entry.body,
+                        blobs: Vec::new(),
+                        caused_by_command: false,
+                    };
+                    log.append(vec![new]).await.expect("appends");
+                }
+            }
+        };
+        append(entries[..half].to_vec()).await;
+        let searcher = spawn_search(Arc::clone(&log), dir.path().join("search"))
+            .await
+            .expect("starts");
+        // The second half while it catches up or follows.
+        append(entries[half..].to_vec()).await;
+        searcher
+            .wait_for(log.head(), Duration::from_secs(20))
+            .await
+            .expect("catches up");
+        let written = log
+            .read(ReadQuery {
+                filter: LogFilter::all(),
+                after: Offset::ZERO,
+                until: None,
+                limit: 100_000,
+            })
+            .await
+            .expect("reads")
+            .entries;
+        let every = SearchIndex::open(&dir.path().join("every")).expect("opens");
+        apply_entries(&*log, &every, &written)
+            .await
+            .expect("applies");
+        let answers = search_answers(&every);
+        assert!(
+            !answers.is_empty(),
+            "seed {seed}: the queries find something"
+        );
+        assert_eq!(
+            answers,
+            search_answers_of(|query, filter| searcher.search(query, filter)),
+            "seed {seed}"
+        );
     }
 }
 

@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use octo_core::{Event, LogEntry, MessageId, Offset, PartId, ProducerId, RunId, SessionId, UserId};
+use octo_core::{Event, MessageId, Offset, PartId, ProducerId, RunId, SessionId, UserId};
 use octo_hstry::proto::GetMessagesRequest;
 use octo_hstry::proto::read_service_client::ReadServiceClient;
 use octo_hstry::{Hstry, HstryServer, ServeOptions};
 use octo_log::fjall::{FjallConfig, FjallLog};
-use octo_log::{EventLog, LogFilter, NewEntry, ReadQuery, SeqSpec};
+use octo_log::{EventLog, NewEntry, SeqSpec};
 use octo_projections::analytics::Analytics;
 use octo_projections::history::History;
 use octo_projections::projector::catch_up;
-use octo_projections::search::{SearchIndex, apply_entries, spawn_search};
+use octo_projections::search::spawn_search;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
 use octo_projections::{Projection, ProjectionStore, spawn_projector};
@@ -251,24 +251,17 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Every entry of the log, read as the projector reads it (decoded pages).
-async fn read_all(log: &dyn EventLog) -> anyhow::Result<Vec<Arc<LogEntry>>> {
-    let mut entries = Vec::new();
-    let mut after = Offset::ZERO;
-    loop {
-        let page = log
-            .read(ReadQuery {
-                filter: LogFilter::all(),
-                after,
-                until: None,
-                limit: 4_096,
-            })
-            .await?;
-        entries.extend(page.entries);
-        after = page.scanned_through;
-        if page.reached_end {
-            return Ok(entries);
-        }
-    }
+/// Builds the search index of the whole log in `dir` through the projector (`spawn_search`):
+/// the time until its commit reflects the head, and the documents it holds.
+async fn index_search(log: &Arc<dyn EventLog>, dir: &Path) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let searcher = spawn_search(Arc::clone(log), dir.to_owned()).await?;
+    searcher
+        .wait_for(log.head(), Duration::from_secs(600))
+        .await
+        .context("search catching up")?;
+    let took = started.elapsed();
+    Ok((took, searcher.documents()))
 }
 
 /// Rebuilds projection `P` from the log into a fresh store through the projector's own
@@ -393,18 +386,21 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
             fastest::<Analytics>(&log, &dir.join("p-analytics")).await?,
         );
 
-        // Search: the log read and decoded as above, then every message indexed, one commit.
-        let started = Instant::now();
-        let all = read_all(&*log).await?;
-        let read_took = started.elapsed();
-        let index = SearchIndex::open(&work.path().join("p-search"))?;
-        let indexed = apply_entries(&*log, &index, &all).await?;
-        let took = started.elapsed();
+        // Search: the projector's own catch-up (`spawn_search` on a fresh folder, as `octo
+        // serve` starts it) until its commit reflects the head, the fastest of three.
+        let mut took = Duration::MAX;
+        let mut documents = 0;
+        for run in 0..RUNS {
+            let (run_took, run_documents) =
+                index_search(&log, &dir.join(format!("p-search-{run}"))).await?;
+            if run_took < took {
+                (took, documents) = (run_took, run_documents);
+            }
+        }
         let per_s = rate(entries, took);
         projections.insert(
             "search".to_owned(),
-            json!({"entries": entries, "documents": indexed, "seconds": took.as_secs_f64(),
-                   "read_and_decode_seconds": read_took.as_secs_f64(),
+            json!({"entries": entries, "documents": documents, "seconds": took.as_secs_f64(),
                    "entries_per_s": per_s, "messages_per_s": rate(messages, took),
                    "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
         );

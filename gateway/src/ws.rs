@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -306,7 +307,7 @@ async fn write_loop(
             }
             sink.flush().await
         };
-        match tokio::time::timeout(stall, written).await {
+        match within(stall, written).await {
             Ok(Ok(())) if !closing => {}
             Ok(_) => return,
             Err(_) => {
@@ -318,6 +319,19 @@ async fn write_loop(
                 return;
             }
         }
+    }
+}
+
+/// `future`, given `limit` once it has to wait: a write the socket takes at once, the common
+/// case, arms no timer.
+async fn within<F: Future>(
+    limit: Duration,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut future = std::pin::pin!(future);
+    match std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout(limit, future).await,
     }
 }
 

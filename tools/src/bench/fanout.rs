@@ -36,6 +36,11 @@ pub struct FanoutArgs {
     /// Append rates in entries per second; 0 means as fast as possible (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 0])]
     rates: Vec<u64>,
+    /// Seconds of appending before the measured ones, per configuration: the first entries to
+    /// fresh connections grow every buffer on the way, a one-time cost that is not the steady
+    /// state measured here (latencies of entries sent then are not counted; deliveries are).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
     /// Concurrent writer connections (the rate is shared among them).
     #[arg(long, default_value_t = 8)]
     writers: usize,
@@ -115,6 +120,7 @@ pub(super) fn start_octo(
 /// `ENTRY_PREFIX`, then the subscribed session, then the entry with its offset first.
 struct Scan {
     offset: memmem::Finder<'static>,
+    ts_ms: memmem::Finder<'static>,
     renamed: memmem::Finder<'static>,
 }
 
@@ -124,6 +130,7 @@ impl Scan {
     fn new() -> Scan {
         Scan {
             offset: memmem::Finder::new(b"\"offset\":"),
+            ts_ms: memmem::Finder::new(b"\"ts_ms\":"),
             // A body's `type` comes first, then its fields in order.
             renamed: memmem::Finder::new(b"\"type\":\"session.renamed\",\"title\":\"t"),
         }
@@ -136,6 +143,12 @@ impl Scan {
     /// The entry's offset.
     fn offset_of(&self, frame: &[u8]) -> Option<u64> {
         let start = self.offset.find(frame)? + self.offset.needle().len();
+        digits(&frame[start..])
+    }
+
+    /// When the log appended the entry, in milliseconds of the server's clock.
+    fn ts_ms_of(&self, frame: &[u8]) -> Option<u64> {
+        let start = self.ts_ms.find(frame)? + self.ts_ms.needle().len();
         digits(&frame[start..])
     }
 
@@ -152,13 +165,100 @@ fn digits(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(&bytes[..len]).ok()?.parse().ok()
 }
 
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_CLOSE: u8 = 0x8;
+const OPCODE_PING: u8 = 0x9;
+const OPCODE_PONG: u8 = 0xa;
+
+/// A subscriber's socket read as WebSocket frames (RFC 6455 5.2) straight from one reused
+/// buffer: the measuring client reads whatever arrived in one syscall and copies, allocates and
+/// zeroes nothing per frame, so what it costs beside the server stays small. The server's frames
+/// are unmasked and, for these small entries, never fragmented.
+struct RawFrames {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already parsed.
+    at: usize,
+}
+
+impl RawFrames {
+    fn new(stream: tokio::net::TcpStream) -> RawFrames {
+        RawFrames {
+            stream,
+            buf: Vec::with_capacity(256 << 10),
+            at: 0,
+        }
+    }
+
+    /// Reads what the socket has; `false` at its end.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt as _;
+        if self.buf.capacity() - self.buf.len() < 16 << 10 {
+            self.buf.reserve(64 << 10);
+        }
+        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// The next whole frame in the buffer, as (opcode, payload).
+    fn next_frame(&mut self) -> anyhow::Result<Option<(u8, &[u8])>> {
+        let rest = &self.buf[self.at..];
+        let [first, second, ..] = *rest else {
+            return Ok(None);
+        };
+        anyhow::ensure!(second & 0x80 == 0, "a server frame is masked");
+        let (len, header) = match second & 0x7f {
+            126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            127 if rest.len() >= 10 => {
+                let len: [u8; 8] = rest[2..10].try_into().expect("8 bytes");
+                (usize::try_from(u64::from_be_bytes(len))?, 10)
+            }
+            126 | 127 => return Ok(None),
+            len => (usize::from(len), 2),
+        };
+        if rest.len() < header + len {
+            return Ok(None);
+        }
+        self.at += header + len;
+        let start = self.at - len;
+        Ok(Some((first & 0x0f, &self.buf[start..self.at])))
+    }
+
+    /// Drops the parsed frames from the buffer, keeping a partial one.
+    fn consume(&mut self) {
+        self.buf.drain(..self.at);
+        self.at = 0;
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        self.stream.write_all(bytes).await
+    }
+}
+
+/// A client's frame: masked, as RFC 6455 5.3 requires (with a zero key, which leaves the payload
+/// as it is), and short.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(payload.len()).unwrap_or(125).min(125);
+    let mut frame = vec![0x80 | opcode, 0x80 | len, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload[..usize::from(len)]);
+    frame
+}
+
 /// Commands a writer may have in flight.
 const WINDOW: usize = 64;
 
+/// One `session.renamed` a subscriber received.
+struct Sample {
+    /// The writer's clock when it sent the rename (in the title).
+    sent_us: u64,
+    /// The entry's `ts_ms`: the log's clock when it appended the entry.
+    appended_ms: u64,
+    received_us: u64,
+}
+
 struct Subscriber {
     deliveries: Arc<AtomicU64>,
-    /// (sender's stamp, receive time), both in microseconds.
-    samples: Arc<Mutex<Vec<(u64, u64)>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     last_offset: Arc<AtomicU64>,
 }
 
@@ -167,6 +267,7 @@ async fn subscribe_all(
     session_id: &str,
     n: usize,
     stop: tokio::sync::watch::Receiver<bool>,
+    expected_samples: usize,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Subscriber>)> {
     let mut tasks = Vec::with_capacity(n);
     let mut subscribers = Vec::with_capacity(n);
@@ -209,36 +310,60 @@ async fn subscribe_all(
             Arc::clone(&subscriber.last_offset),
         );
         let stop = stop.clone();
+        // The subscribed frame was the last one before the appends start, so nothing is
+        // buffered in the WebSocket layer: from here the task reads frames off the socket itself.
+        let tokio_tungstenite::MaybeTlsStream::Plain(stream) = client.into_raw().into_inner()
+        else {
+            anyhow::bail!("the bench speaks plain TCP");
+        };
         tasks.push(tokio::spawn(async move {
-            let mut local: Vec<(u64, u64)> = Vec::new();
+            let mut frames = RawFrames::new(stream);
+            // Room for every sample up front: 1,000 subscribers growing their buffers in step
+            // would stall together on the copies and show as latency.
+            let mut local: Vec<Sample> = Vec::with_capacity(expected_samples);
             let scan = Scan::new();
-            let mut raw = client.into_raw();
             let mut stop = stop;
             let stopped = stop.changed();
             tokio::pin!(stopped);
-            loop {
-                let message = tokio::select! {
+            'read: loop {
+                tokio::select! {
                     biased;
-                    message = futures_util::StreamExt::next(&mut raw) => message,
+                    read = frames.fill() => if !matches!(read, Ok(true)) { break },
                     _ = &mut stopped => break,
-                };
-                let Some(Ok(message)) = message else {
-                    break;
-                };
-                let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
-                    continue;
-                };
-                let frame = text.as_bytes();
-                if !Scan::is_entry(frame) {
-                    continue;
                 }
-                deliveries.fetch_add(1, Ordering::Relaxed);
-                if let Some(offset) = scan.offset_of(frame) {
-                    last_offset.fetch_max(offset, Ordering::Relaxed);
+                let received = now_us();
+                loop {
+                    match frames.next_frame() {
+                        Ok(Some((OPCODE_TEXT, frame))) => {
+                            if !Scan::is_entry(frame) {
+                                continue;
+                            }
+                            deliveries.fetch_add(1, Ordering::Relaxed);
+                            if let Some(offset) = scan.offset_of(frame) {
+                                last_offset.fetch_max(offset, Ordering::Relaxed);
+                            }
+                            if let (Some(sent_us), Some(appended_ms)) =
+                                (scan.stamp_of(frame), scan.ts_ms_of(frame))
+                            {
+                                local.push(Sample {
+                                    sent_us,
+                                    appended_ms,
+                                    received_us: received,
+                                });
+                            }
+                        }
+                        Ok(Some((OPCODE_PING, payload))) => {
+                            let pong = client_frame(OPCODE_PONG, payload);
+                            if frames.write_all(&pong).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        Ok(Some((OPCODE_CLOSE, _))) | Err(_) => break 'read,
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                    }
                 }
-                if let Some(stamp) = scan.stamp_of(frame) {
-                    local.push((stamp, now_us()));
-                }
+                frames.consume();
             }
             samples.lock().await.extend(local);
         }));
@@ -255,9 +380,17 @@ async fn one_configuration(
     args: &FanoutArgs,
 ) -> anyhow::Result<serde_json::Value> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (tasks, subscribers) = subscribe_all(octo, session_id, n, stopped).await?;
-    let duration = Duration::from_secs_f64(args.seconds);
+    // Half the entries are renames; a fixed rate is known, "max" gets a bounded guess.
+    let expected_samples = if rate > 0 {
+        (rate as f64 * (args.warmup + args.seconds) * 0.6) as usize
+    } else {
+        8_192
+    };
+    let (tasks, subscribers) =
+        subscribe_all(octo, session_id, n, stopped, expected_samples).await?;
+    let duration = Duration::from_secs_f64(args.warmup + args.seconds);
     let started = Instant::now();
+    let measured_from_us = now_us() + (args.warmup * 1e6) as u64;
     let last_appended = Arc::new(AtomicU64::new(0));
     // Sender's stamp -> when its ack (the append is durable) arrived.
     let acked_at: Arc<std::sync::Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
@@ -367,21 +500,29 @@ async fn one_configuration(
         .iter()
         .filter(|s| s.last_offset.load(Ordering::Relaxed) >= last)
         .count();
-    // End to end: the command sent to an entry received. Append to receive: the append acked
-    // (durable and published) to the entry received; a subscriber may get it before the writer
-    // gets its ack, which counts as 0.
-    let mut end_to_end = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut append_to_receive = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut send_to_ack = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    // End to end: the command sent to the entry received. Append to receive: the entry's `ts_ms`
+    // (the log's clock as it appended the entry, same machine) to the entry received; `ts_ms` is
+    // whole milliseconds, so this reads up to 1 ms high. Ack to receive: the writer holding the
+    // ack (durable and published) to the entry received; a subscriber may get the entry first,
+    // which counts as 0.
+    let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+    let (mut end_to_end, mut append_to_receive) = (histogram()?, histogram()?);
+    let (mut ack_to_receive, mut send_to_ack) = (histogram()?, histogram()?);
     let acked_at = acked_at.lock().expect("never poisoned").clone();
-    for (stamp, acked) in &acked_at {
+    for (stamp, acked) in acked_at
+        .iter()
+        .filter(|(stamp, _)| **stamp >= measured_from_us)
+    {
         send_to_ack.record(acked.saturating_sub(*stamp).max(1))?;
     }
     for subscriber in &subscribers {
-        for (stamp, received) in subscriber.samples.lock().await.iter() {
-            end_to_end.record(received.saturating_sub(*stamp).max(1))?;
-            if let Some(acked) = acked_at.get(stamp) {
-                append_to_receive.record(received.saturating_sub(*acked).max(1))?;
+        let samples = subscriber.samples.lock().await;
+        for sample in samples.iter().filter(|s| s.sent_us >= measured_from_us) {
+            let received = sample.received_us;
+            end_to_end.record(received.saturating_sub(sample.sent_us).max(1))?;
+            append_to_receive.record(received.saturating_sub(sample.appended_ms * 1000).max(1))?;
+            if let Some(acked) = acked_at.get(&sample.sent_us) {
+                ack_to_receive.record(received.saturating_sub(*acked).max(1))?;
             }
         }
     }
@@ -397,6 +538,8 @@ async fn one_configuration(
         "append_to_receive_ms": {"p50": ms(append_to_receive.value_at_quantile(0.5)),
             "p99": ms(append_to_receive.value_at_quantile(0.99)), "max": ms(append_to_receive.max()),
             "samples": append_to_receive.len()},
+        "ack_to_receive_ms": {"p50": ms(ack_to_receive.value_at_quantile(0.5)),
+            "p99": ms(ack_to_receive.value_at_quantile(0.99))},
         "end_to_end_ms": {"p50": ms(end_to_end.value_at_quantile(0.5)), "p99": ms(end_to_end.value_at_quantile(0.99))},
         "command_ack_ms": {"p50": ms(send_to_ack.value_at_quantile(0.5)), "p99": ms(send_to_ack.value_at_quantile(0.99))},
     }))
@@ -451,6 +594,7 @@ pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
             }
         }
         Ok(json!({"bench": "fanout", "octo": binary.display().to_string(), "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
             "encoding": "json", "results": results}))
     })
 }

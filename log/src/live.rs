@@ -47,12 +47,15 @@ impl QueueBound {
 struct ListenerState {
     overflowed: AtomicBool,
     queued_bytes: AtomicUsize,
+    /// Entries queued: the queue is unbounded underneath and bounded by these counts, so a
+    /// delivery takes no semaphore on either side (a fan-out makes a million a second).
+    queued_entries: AtomicUsize,
 }
 
 struct Slot {
     filter: LogFilter,
     bound: QueueBound,
-    sender: mpsc::Sender<(Arc<LogEntry>, usize)>,
+    sender: mpsc::UnboundedSender<(Arc<LogEntry>, usize)>,
     state: Arc<ListenerState>,
 }
 
@@ -67,26 +70,22 @@ impl Slot {
         if !self.filter.matches(entry) {
             return Delivery::Queued;
         }
+        // Adds happen only here, under the registry lock, so the counts read now can only have
+        // gone down by the time the entry is queued.
         let queued = self.state.queued_bytes.load(Ordering::Acquire);
-        if queued > 0 && queued + size_bytes > self.bound.bytes {
+        let full = self.state.queued_entries.load(Ordering::Acquire) >= self.bound.entries;
+        if full || (queued > 0 && queued + size_bytes > self.bound.bytes) {
             self.state.overflowed.store(true, Ordering::Release);
             return Delivery::Drop;
         }
-        // Count the bytes before the receiver can see the entry, so its subtraction never
-        // underflows.
+        // Counted before the receiver can see the entry, so its subtractions never underflow.
         self.state
             .queued_bytes
             .fetch_add(size_bytes, Ordering::AcqRel);
-        match self.sender.try_send((Arc::clone(entry), size_bytes)) {
+        self.state.queued_entries.fetch_add(1, Ordering::AcqRel);
+        match self.sender.send((Arc::clone(entry), size_bytes)) {
             Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.state
-                    .queued_bytes
-                    .fetch_sub(size_bytes, Ordering::AcqRel);
-                self.state.overflowed.store(true, Ordering::Release);
-                Delivery::Drop
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Drop,
+            Err(_) => Delivery::Drop,
         }
     }
 }
@@ -111,7 +110,7 @@ impl LiveHub {
             entries: bound.entries.max(1),
             bytes: bound.bytes,
         };
-        let (sender, receiver) = mpsc::channel(bound.entries);
+        let (sender, receiver) = mpsc::unbounded_channel();
         let state = Arc::new(ListenerState::default());
         let slot = Slot {
             filter,
@@ -215,7 +214,7 @@ pub enum ListenerEvent {
 
 /// The receiving end of a live queue.
 pub struct Listener {
-    receiver: mpsc::Receiver<(Arc<LogEntry>, usize)>,
+    receiver: mpsc::UnboundedReceiver<(Arc<LogEntry>, usize)>,
     state: Arc<ListenerState>,
 }
 
@@ -245,6 +244,7 @@ impl Listener {
         self.state
             .queued_bytes
             .fetch_sub(size_bytes, Ordering::AcqRel);
+        self.state.queued_entries.fetch_sub(1, Ordering::AcqRel);
         ListenerEvent::Entry(entry)
     }
 

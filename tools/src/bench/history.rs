@@ -60,6 +60,10 @@ pub struct RebuildArgs {
     /// Messages per session.
     #[arg(long, default_value_t = 2_500)]
     pub messages: usize,
+    /// The projections to rebuild (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',', default_values_t = ["sessions".to_owned(), "ui_state".to_owned(),
+        "history".to_owned(), "analytics".to_owned(), "search".to_owned()])]
+    pub projections: Vec<String>,
 }
 
 /// Arguments of `octo-bench hstry`.
@@ -369,41 +373,52 @@ pub fn run_rebuild(args: &RebuildArgs) -> anyhow::Result<serde_json::Value> {
             );
         };
         let dir = work.path();
-        measure(
-            "sessions",
-            fastest::<Sessions>(&log, &dir.join("p-sessions")).await?,
-        );
-        measure(
-            "ui_state",
-            fastest::<UiState>(&log, &dir.join("p-ui")).await?,
-        );
-        measure(
-            "history",
-            fastest::<History>(&log, &dir.join("p-history")).await?,
-        );
-        measure(
-            "analytics",
-            fastest::<Analytics>(&log, &dir.join("p-analytics")).await?,
-        );
-
-        // Search: the projector's own catch-up (`spawn_search` on a fresh folder, as `octo
-        // serve` starts it) until its commit reflects the head, the fastest of three.
-        let mut took = Duration::MAX;
-        let mut documents = 0;
-        for run in 0..RUNS {
-            let (run_took, run_documents) =
-                index_search(&log, &dir.join(format!("p-search-{run}"))).await?;
-            if run_took < took {
-                (took, documents) = (run_took, run_documents);
-            }
+        let wanted = |name: &str| args.projections.iter().any(|p| p == name);
+        if wanted("sessions") {
+            measure(
+                "sessions",
+                fastest::<Sessions>(&log, &dir.join("p-sessions")).await?,
+            );
         }
-        let per_s = rate(entries, took);
-        projections.insert(
-            "search".to_owned(),
-            json!({"entries": entries, "documents": documents, "seconds": took.as_secs_f64(),
-                   "entries_per_s": per_s, "messages_per_s": rate(messages, took),
-                   "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
-        );
+        if wanted("ui_state") {
+            measure(
+                "ui_state",
+                fastest::<UiState>(&log, &dir.join("p-ui")).await?,
+            );
+        }
+        if wanted("history") {
+            measure(
+                "history",
+                fastest::<History>(&log, &dir.join("p-history")).await?,
+            );
+        }
+        if wanted("analytics") {
+            measure(
+                "analytics",
+                fastest::<Analytics>(&log, &dir.join("p-analytics")).await?,
+            );
+        }
+
+        if wanted("search") {
+            // Search: the projector's own catch-up (`spawn_search` on a fresh folder, as `octo
+            // serve` starts it) until its commit reflects the head, the fastest of three.
+            let mut took = Duration::MAX;
+            let mut documents = 0;
+            for run in 0..RUNS {
+                let (run_took, run_documents) =
+                    index_search(&log, &dir.join(format!("p-search-{run}"))).await?;
+                if run_took < took {
+                    (took, documents) = (run_took, run_documents);
+                }
+            }
+            let per_s = rate(entries, took);
+            projections.insert(
+                "search".to_owned(),
+                json!({"entries": entries, "documents": documents, "seconds": took.as_secs_f64(),
+                       "entries_per_s": per_s, "messages_per_s": rate(messages, took),
+                       "rebuild_ratio": (per_s / raw_rate * 1000.0).round() / 1000.0}),
+            );
+        }
         anyhow::Ok(json!({
             "bench": "rebuild",
             "seeded": {"sessions": args.sessions, "messages_per_session": args.messages,

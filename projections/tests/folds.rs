@@ -563,6 +563,162 @@ proptest::proptest! {
     }
 }
 
+/// Random pages, each folded through the overlay of the page before and committed only after
+/// the next page is folded: the latest a catch-up's commit can land.
+fn chained<P: Projection>(
+    projection: &P,
+    entries: &[LogEntry],
+    seed: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x51ed_270b);
+    let stores = Stores::new();
+    let store = stores.open();
+    let keyspace = store.keyspace::<P>().expect("keyspace");
+    let filter = octo_projections::projector::filter_of::<P>();
+    let (mut applied, mut overlay, mut committing) = (Offset::ZERO, None, None);
+    let mut next = 0usize;
+    while next < entries.len() {
+        let end = (next + rng.random_range(1..40)).min(entries.len());
+        let page = &entries[next..end];
+        let folded = store
+            .fold(
+                projection,
+                &keyspace,
+                page.iter().filter(|entry| filter.matches(entry)),
+                page.last().map(|entry| entry.offset),
+                applied,
+                overlay.take(),
+            )
+            .expect("folds");
+        if let Some(batch) = committing.take() {
+            octo_projections::store::FoldedBatch::commit(batch).expect("commits");
+        }
+        applied = folded.applied();
+        let (batch, writes) = folded.split();
+        (committing, overlay) = (Some(batch), Some(writes));
+        next = end;
+    }
+    if let Some(batch) = committing {
+        batch.commit().expect("commits");
+    }
+    assert_eq!(store.applied::<P>().expect("applied"), applied);
+    ProjectionStore::dump(&keyspace).expect("dumps")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    #[test]
+    fn pages_folded_through_overlays_equal_one_batch(seed in proptest::prelude::any::<u64>(), n_steps in 1usize..120) {
+        let entries = random_log(seed, n_steps);
+        proptest::prop_assert_eq!(rebuild(&Sessions, &entries), chained(&Sessions, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&UiState, &entries), chained(&UiState, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&History, &entries), chained(&History, &entries, seed));
+        proptest::prop_assert_eq!(rebuild(&Analytics, &entries), chained(&Analytics, &entries, seed));
+    }
+}
+
+/// `catch_up` itself, over a real log of several pages, against one batch of everything.
+#[tokio::test]
+async fn catch_up_over_pages_equals_one_batch() {
+    use octo_log::{LogFilter, NewEntry, ReadQuery, SeqSpec};
+    use octo_projections::projector::{APPLY_BATCH_ENTRIES_MAX, catch_up};
+
+    async fn caught_up<P: Projection>(
+        log: &Arc<dyn octo_log::EventLog>,
+        projection: P,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let stores = Stores::new();
+        let store = stores.open();
+        let keyspace = store.keyspace::<P>().expect("keyspace");
+        let mut seen = Vec::new();
+        let head = log.head();
+        let applied = catch_up(
+            log,
+            &store,
+            &Arc::new(projection),
+            &keyspace,
+            Offset::ZERO,
+            head,
+            |offset| seen.push(offset),
+        )
+        .await
+        .expect("catches up");
+        assert_eq!(applied, head);
+        assert!(seen.len() > 2, "several pages: {seen:?}");
+        assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+        assert_eq!(store.applied::<P>().expect("applied"), head);
+        ProjectionStore::dump(&keyspace).expect("dumps")
+    }
+
+    for seed in 0..2u64 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = open_log(dir.path());
+        let entries = random_log(seed, 700);
+        // Batches of up to 64, a command only first in one (as the log takes them).
+        let mut batches: Vec<Vec<LogEntry>> = Vec::new();
+        for entry in entries {
+            let is_command = matches!(entry.body, Body::Command(_));
+            match batches.last_mut() {
+                Some(batch) if !is_command && batch.len() < 64 => batch.push(entry),
+                _ => batches.push(vec![entry]),
+            }
+        }
+        for chunk in batches {
+            let news = chunk
+                .into_iter()
+                .map(|entry| NewEntry {
+                    user_id: entry.user_id,
+                    session_id: entry.session_id,
+                    producer: entry.producer.id,
+                    seq: SeqSpec::Next,
+                    command_id: entry.command_id,
+                    body: entry.body,
+                    blobs: Vec::new(),
+                    caused_by_command: false,
+                })
+                .collect();
+            log.append(news).await.expect("appends");
+        }
+        let written = log
+            .read(ReadQuery {
+                filter: LogFilter::all(),
+                after: Offset::ZERO,
+                until: None,
+                limit: 100_000,
+            })
+            .await
+            .expect("reads")
+            .entries;
+        assert!(
+            written.len() > 3 * APPLY_BATCH_ENTRIES_MAX,
+            "{} entries",
+            written.len()
+        );
+        let written: Vec<LogEntry> = written.iter().map(|entry| (**entry).clone()).collect();
+        assert_eq!(
+            caught_up(&log, Sessions).await,
+            rebuild(&Sessions, &written),
+            "seed {seed}"
+        );
+        assert_eq!(
+            caught_up(&log, UiState).await,
+            rebuild(&UiState, &written),
+            "seed {seed}"
+        );
+        assert_eq!(
+            caught_up(&log, History).await,
+            rebuild(&History, &written),
+            "seed {seed}"
+        );
+        assert_eq!(
+            caught_up(&log, Analytics).await,
+            rebuild(&Analytics, &written),
+            "seed {seed}"
+        );
+    }
+}
+
 fn applied_store(entries: &[LogEntry]) -> (Stores, ProjectionStore) {
     let stores = Stores::new();
     let store = stores.open();

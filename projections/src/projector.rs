@@ -10,7 +10,7 @@ use octo_log::{EventLog, LogFilter, QueueBound, ReadError, ReadQuery, Subscripti
 use tokio::sync::watch;
 
 use crate::Projection;
-use crate::store::{Overlay, ProjectionStore, StoreError};
+use crate::store::{ProjectionStore, StoreError};
 
 /// Entries applied per committed batch at most; bounds the work lost to a crash and the time
 /// between applied-offset updates.
@@ -142,10 +142,9 @@ pub enum CatchUpError {
 }
 
 /// Applies the log to `projection` from `applied` through `until` (at most the head): pages of
-/// the entries `P` folds ([`filter_of`]), each committed with the offset its read scanned through.
-/// Three pages are in the works at once: one read, the one before folded on top of the writes
-/// of the one before it ([`ProjectionStore::fold`]), and that one committed. Commits go in order,
-/// one at a time. `on_applied` sees every committed offset. Returns the applied offset.
+/// the entries `P` folds ([`filter_of`]), each committed with the offset its read scanned through,
+/// and the next page read while this one is applied. `on_applied` sees every committed offset.
+/// Returns the applied offset.
 ///
 /// # Errors
 /// [`CatchUpError`]; what was committed before stays.
@@ -171,79 +170,41 @@ pub async fn catch_up<P: Projection>(
         })
     };
     let mut page = read(applied).await?;
-    // The commit of the page folded last, and the writes the next fold reads through.
-    let mut committing: Option<tokio::task::JoinHandle<Result<Offset, StoreError>>> = None;
-    let mut overlay: Option<Overlay> = None;
-    let result = loop {
+    loop {
         let through = page.scanned_through;
         let last = page.reached_end || through >= until;
-        let (store, projection, keyspace, entries, before) = (
+        let (store, projection, keyspace, entries) = (
             store.clone(),
             Arc::clone(projection),
             keyspace.clone(),
             std::mem::take(&mut page.entries),
-            overlay.take(),
         );
-        let fold = blocking(move || {
-            let folded = store.fold(
+        let apply = blocking(move || {
+            let applied = store.apply_through(
                 &*projection,
                 &keyspace,
                 entries.iter().map(|entry| &**entry),
                 Some(through),
-                applied,
-                before,
             );
             // Freeing a page of entries is work the next page's fold need not wait for.
             tokio::task::spawn_blocking(move || drop(entries));
-            folded
+            applied
         });
-        let folded = if last {
-            fold.await
+        let result = if last {
+            apply.await
         } else {
-            let (folded, next) = tokio::join!(fold, read(through));
-            match next {
-                Ok(next) => page = next,
-                Err(e) => break Err(CatchUpError::from(e)),
-            }
-            folded
+            let (result, next) = tokio::join!(apply, read(through));
+            page = next?;
+            result
         };
-        // The commit before must be done before the next fold, which reads through this
-        // page's writes only.
-        if let Some(previous) = committing.take() {
-            match settle(previous).await {
-                Ok(offset) => on_applied(offset),
-                Err(e) => break Err(e),
-            }
-        }
-        let folded = match folded {
-            Ok(folded) => folded,
-            Err(e) => break Err(e.into()),
-        };
-        assert!(folded.applied() > applied, "projection went backwards");
-        applied = folded.applied();
-        let (batch, writes) = folded.split();
-        overlay = Some(writes);
-        committing = Some(tokio::task::spawn_blocking(move || batch.commit()));
+        let offset = result?;
+        assert!(offset > applied, "projection went backwards");
+        applied = offset;
+        on_applied(applied);
         if last {
-            break Ok(applied);
+            return Ok(applied);
         }
-    };
-    // Whatever happened, the batch in flight lands (or fails) before this returns.
-    if let Some(previous) = committing.take() {
-        let offset = settle(previous).await?;
-        on_applied(offset);
     }
-    result
-}
-
-async fn settle(
-    commit: tokio::task::JoinHandle<Result<Offset, StoreError>>,
-) -> Result<Offset, CatchUpError> {
-    let committed = commit.await.map_err(|e| StoreError::Storage {
-        path: std::path::PathBuf::new(),
-        detail: format!("projection commit failed: {e}"),
-    })?;
-    Ok(committed?)
 }
 
 /// Drops the versions of `P` older than the one in use once it has applied `retire_at`.

@@ -192,42 +192,8 @@ impl ProjectionStore {
         entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
         through: Option<Offset>,
     ) -> Result<Offset, StoreError> {
-        let folded = self.fold(
-            projection,
-            keyspace,
-            entries,
-            through,
-            self.applied::<P>()?,
-            None,
-        )?;
-        let (applied, overlay) = folded.commit()?;
-        overlay.recycle();
-        Ok(applied)
-    }
-
-    /// Folds `entries` on top of state at `applied` without committing: the batch to commit
-    /// and, as an [`Overlay`], the writes it holds. A fold given the overlay of the batch before
-    /// reads through it, so it sees that batch's writes whether or not its commit has finished:
-    /// catching up folds one page while the page before is committed. Commit the batches in
-    /// order.
-    ///
-    /// # Errors
-    /// [`StoreError`]; nothing is committed then.
-    ///
-    /// # Panics
-    /// If the entries are not above `applied` and increasing, or one is above `through`: the
-    /// caller's bug.
-    pub fn fold<'e, P: Projection>(
-        &self,
-        projection: &P,
-        keyspace: &Keyspace,
-        entries: impl IntoIterator<Item = &'e octo_core::LogEntry>,
-        through: Option<Offset>,
-        mut applied: Offset,
-        before: Option<Overlay>,
-    ) -> Result<Folded, StoreError> {
+        let mut applied = self.applied::<P>()?;
         let mut txn = Txn::new(keyspace, applied);
-        txn.base = before.map(|overlay| overlay.0);
         for entry in entries {
             assert!(
                 entry.offset > applied,
@@ -245,54 +211,42 @@ impl ProjectionStore {
         if let Some(through) = through {
             applied = applied.max(through);
         }
-        let corrupt = |detail: String| StoreError::Corrupt {
-            projection: P::NAME.to_owned(),
-            detail,
-        };
         if let Some(detail) = txn.error.take() {
-            return Err(corrupt(detail));
+            return Err(StoreError::Corrupt {
+                projection: P::NAME.to_owned(),
+                detail,
+            });
         }
         let mut batch = self.db.batch();
         // Values are encoded here and copied once, into the batch's own buffers.
         let mut scratch = Vec::with_capacity(4096);
-        for (key, value) in &txn.pending {
+        for (key, value) in txn.pending.drain() {
             match value {
-                Pending::Bytes(value) => batch.insert(keyspace, key.as_slice(), value.clone()),
+                Pending::Bytes(value) => batch.insert(keyspace, key, value),
                 Pending::Value { value, encode } => {
                     scratch.clear();
-                    encode(value.as_ref(), &mut scratch).map_err(corrupt)?;
-                    batch.insert(keyspace, key.as_slice(), scratch.as_slice());
+                    if let Err(detail) = encode(value.as_ref(), &mut scratch) {
+                        return Err(StoreError::Corrupt {
+                            projection: P::NAME.to_owned(),
+                            detail,
+                        });
+                    }
+                    batch.insert(keyspace, key, scratch.as_slice());
                 }
                 // Read, decoded and kept, not changed: nothing to write.
                 Pending::Clean(_) => {}
                 // A key written and deleted within the batch (a listing entry that moved
-                // twice) never reached the keyspace: no tombstone for it. One the batch before
-                // wrote may not have reached it yet, and needs one.
+                // twice) never reached the keyspace: no tombstone for it.
                 Pending::Deleted => {
-                    let written_before = match txn.base.as_ref().and_then(|base| base.get(key)) {
-                        Some(Pending::Bytes(_) | Pending::Value { .. }) => true,
-                        Some(Pending::Deleted) => false,
-                        Some(Pending::Clean(_)) | None => {
-                            keyspace.contains_key(key).map_err(|e| self.storage(&e))?
-                        }
-                    };
-                    if written_before {
-                        batch.remove(keyspace, key.as_slice());
+                    if keyspace.contains_key(&key).map_err(|e| self.storage(&e))? {
+                        batch.remove(keyspace, key);
                     }
                 }
             }
         }
         batch.insert(&self.meta, keyspace_name::<P>(), applied.to_be_bytes());
-        let writes = std::mem::take(&mut txn.pending);
-        if let Some(base) = txn.base.take() {
-            Overlay(base).recycle();
-        }
-        Ok(Folded {
-            batch,
-            overlay: Overlay(writes),
-            applied,
-            path: self.path.clone(),
-        })
+        batch.commit().map_err(|e| self.storage(&e))?;
+        Ok(applied)
     }
 
     /// Folds `entries` into a transaction and drops it without committing: what a crash in the
@@ -333,81 +287,6 @@ impl ProjectionStore {
     }
 }
 
-/// A folded batch, not yet committed: see [`ProjectionStore::fold`].
-pub struct Folded {
-    batch: fjall::OwnedWriteBatch,
-    overlay: Overlay,
-    applied: Offset,
-    path: PathBuf,
-}
-
-impl Folded {
-    /// The offset the state will have applied once committed.
-    pub fn applied(&self) -> Offset {
-        self.applied
-    }
-
-    /// Commits state and applied offset in one atomic batch; the writes, for the next fold to
-    /// read through until this commit is known to be done.
-    ///
-    /// # Errors
-    /// [`StoreError::Storage`]; nothing is committed then.
-    pub fn commit(self) -> Result<(Offset, Overlay), StoreError> {
-        self.batch.commit().map_err(|e| StoreError::Storage {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok((self.applied, self.overlay))
-    }
-
-    /// The batch alone, to commit on another thread, and the overlay for the next fold.
-    pub fn split(self) -> (FoldedBatch, Overlay) {
-        (
-            FoldedBatch {
-                batch: self.batch,
-                applied: self.applied,
-                path: self.path,
-            },
-            self.overlay,
-        )
-    }
-}
-
-/// The batch of a [`Folded`] without its overlay.
-pub struct FoldedBatch {
-    batch: fjall::OwnedWriteBatch,
-    applied: Offset,
-    path: PathBuf,
-}
-
-impl FoldedBatch {
-    /// As [`Folded::commit`]: the offset the state has now applied.
-    ///
-    /// # Errors
-    /// [`StoreError::Storage`]; nothing is committed then.
-    pub fn commit(self) -> Result<Offset, StoreError> {
-        self.batch.commit().map_err(|e| StoreError::Storage {
-            path: self.path,
-            detail: e.to_string(),
-        })?;
-        Ok(self.applied)
-    }
-}
-
-/// The writes of a folded batch, as the next fold reads them.
-pub struct Overlay(PendingMap);
-
-impl Overlay {
-    /// Gives the map back for the next transaction on this thread.
-    pub fn recycle(self) {
-        let mut pending = self.0;
-        if pending.capacity() <= PENDING_KEPT_MAX {
-            pending.clear();
-            SPARE_PENDING.with(|spare| *spare.borrow_mut() = Some(pending));
-        }
-    }
-}
-
 /// A value written in a transaction. Typed values stay decoded until the commit, so a record
 /// that many entries of one batch update (a session's summary, a streaming draft) is decoded and
 /// encoded once per batch, not once per entry.
@@ -441,9 +320,6 @@ pub struct Txn<'a> {
     /// The applied offset the committed state is at.
     committed: Offset,
     pending: PendingMap,
-    /// The writes of the batch folded before this one, whose commit may not have finished:
-    /// read after this transaction's own and before the keyspace's.
-    base: Option<PendingMap>,
     error: Option<String>,
 }
 
@@ -472,7 +348,6 @@ impl<'a> Txn<'a> {
                 .unwrap_or_else(|| {
                     HashMap::with_capacity_and_hasher(PENDING_CAPACITY, Default::default())
                 }),
-            base: None,
             error: None,
         }
     }
@@ -492,21 +367,6 @@ impl<'a> Txn<'a> {
     /// The value at `key`, as written by this transaction or committed before.
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         match self.pending.get(key) {
-            Some(Pending::Bytes(bytes)) => return Some(bytes.to_vec()),
-            Some(Pending::Deleted) => return None,
-            Some(Pending::Value { value, encode }) => {
-                let mut bytes = Vec::new();
-                return match encode(value.as_ref(), &mut bytes) {
-                    Ok(()) => Some(bytes),
-                    Err(detail) => {
-                        self.fail(detail);
-                        None
-                    }
-                };
-            }
-            Some(Pending::Clean(_)) | None => {}
-        }
-        match self.base.as_ref().and_then(|base| base.get(key)) {
             Some(Pending::Bytes(bytes)) => return Some(bytes.to_vec()),
             Some(Pending::Deleted) => return None,
             Some(Pending::Value { value, encode }) => {
@@ -582,16 +442,7 @@ impl<'a> Txn<'a> {
             }
             Some(Pending::Bytes(_) | Pending::Deleted) => self.decode_at(key),
             None => {
-                let kept = match self.base.as_ref().and_then(|base| base.get(key)) {
-                    Some(Pending::Value { value, .. } | Pending::Clean(value)) => {
-                        value.downcast_ref::<T>().cloned()
-                    }
-                    _ => None,
-                };
-                let value: T = match kept {
-                    Some(value) => value,
-                    None => self.decode_at(key)?,
-                };
+                let value: T = self.decode_at(key)?;
                 self.pending
                     .insert(key.to_vec(), Pending::Clean(Box::new(value.clone())));
                 Some(value)
@@ -675,7 +526,7 @@ impl<'a> Txn<'a> {
             }
         }
         let in_range = |key: &[u8]| from <= key && key < to;
-        for (key, value) in self.base.iter().flatten().chain(&self.pending) {
+        for (key, value) in &self.pending {
             if !in_range(key) {
                 continue;
             }

@@ -563,61 +563,6 @@ proptest::proptest! {
     }
 }
 
-/// Random pages, each folded through the overlay of the page before and committed only after
-/// the next page is folded: the latest a catch-up's commit can land.
-fn chained<P: Projection>(
-    projection: &P,
-    entries: &[LogEntry],
-    seed: u64,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x51ed_270b);
-    let stores = Stores::new();
-    let store = stores.open();
-    let keyspace = store.keyspace::<P>().expect("keyspace");
-    let filter = octo_projections::projector::filter_of::<P>();
-    let (mut applied, mut overlay, mut committing) = (Offset::ZERO, None, None);
-    let mut next = 0usize;
-    while next < entries.len() {
-        let end = (next + rng.random_range(1..40)).min(entries.len());
-        let page = &entries[next..end];
-        let folded = store
-            .fold(
-                projection,
-                &keyspace,
-                page.iter().filter(|entry| filter.matches(entry)),
-                page.last().map(|entry| entry.offset),
-                applied,
-                overlay.take(),
-            )
-            .expect("folds");
-        if let Some(batch) = committing.take() {
-            octo_projections::store::FoldedBatch::commit(batch).expect("commits");
-        }
-        applied = folded.applied();
-        let (batch, writes) = folded.split();
-        (committing, overlay) = (Some(batch), Some(writes));
-        next = end;
-    }
-    if let Some(batch) = committing {
-        batch.commit().expect("commits");
-    }
-    assert_eq!(store.applied::<P>().expect("applied"), applied);
-    ProjectionStore::dump(&keyspace).expect("dumps")
-}
-
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
-
-    #[test]
-    fn pages_folded_through_overlays_equal_one_batch(seed in proptest::prelude::any::<u64>(), n_steps in 1usize..120) {
-        let entries = random_log(seed, n_steps);
-        proptest::prop_assert_eq!(rebuild(&Sessions, &entries), chained(&Sessions, &entries, seed));
-        proptest::prop_assert_eq!(rebuild(&UiState, &entries), chained(&UiState, &entries, seed));
-        proptest::prop_assert_eq!(rebuild(&History, &entries), chained(&History, &entries, seed));
-        proptest::prop_assert_eq!(rebuild(&Analytics, &entries), chained(&Analytics, &entries, seed));
-    }
-}
-
 /// `catch_up` itself, over a real log of several pages, against one batch of everything.
 #[tokio::test]
 async fn catch_up_over_pages_equals_one_batch() {

@@ -489,6 +489,18 @@ pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
                 .await?;
         }
         for (name, limit) in [("page_100", 100i64), ("all", 0)] {
+            // And this call's own warm-up: a second of it unmeasured (the first whole
+            // conversation read of a process grows every buffer on the way).
+            let warm = Instant::now();
+            while warm.elapsed() < Duration::from_secs(1) {
+                client
+                    .get_messages(GetMessagesRequest {
+                        conversation_id: session.to_string(),
+                        limit,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
             let mut latencies = histogram()?;
             let mut bytes = 0usize;
             let mut calls = 0u64;

@@ -480,6 +480,45 @@ fn open_log(dir: &std::path::Path) -> Arc<dyn octo_log::EventLog> {
         .expect("log opens")
 }
 
+/// Appends `entries` again (the log assigns offsets and seqs), in batches of up to 64 with a
+/// command only first in one, as the log takes them.
+async fn append_all(log: &Arc<dyn octo_log::EventLog>, entries: Vec<LogEntry>) {
+    let mut batches: Vec<Vec<octo_log::NewEntry>> = Vec::new();
+    for entry in entries {
+        let is_command = matches!(entry.body, Body::Command(_));
+        let new = octo_log::NewEntry {
+            user_id: entry.user_id,
+            session_id: entry.session_id,
+            producer: entry.producer.id,
+            seq: octo_log::SeqSpec::Next,
+            command_id: entry.command_id,
+            body: entry.body,
+            blobs: Vec::new(),
+            caused_by_command: false,
+        };
+        match batches.last_mut() {
+            Some(batch) if !is_command && batch.len() < 64 => batch.push(new),
+            _ => batches.push(vec![new]),
+        }
+    }
+    for batch in batches {
+        log.append(batch).await.expect("appends");
+    }
+}
+
+/// Every entry of the log.
+async fn read_all(log: &Arc<dyn octo_log::EventLog>) -> Vec<Arc<LogEntry>> {
+    log.read(octo_log::ReadQuery {
+        filter: octo_log::LogFilter::all(),
+        after: Offset::ZERO,
+        until: None,
+        limit: 100_000,
+    })
+    .await
+    .expect("reads")
+    .entries
+}
+
 /// A rebuild from offset 0 as the projector catches up: the entries of the types the projection
 /// skips are left out (so a wrong `SKIPS` makes it differ from [`incremental`], which applies
 /// every entry, as the live path does).
@@ -566,7 +605,6 @@ proptest::proptest! {
 /// `catch_up` itself, over a real log of several pages, against one batch of everything.
 #[tokio::test]
 async fn catch_up_over_pages_equals_one_batch() {
-    use octo_log::{LogFilter, NewEntry, ReadQuery, SeqSpec};
     use octo_projections::projector::{APPLY_BATCH_ENTRIES_MAX, catch_up};
 
     async fn caught_up<P: Projection>(
@@ -600,41 +638,8 @@ async fn catch_up_over_pages_equals_one_batch() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = open_log(dir.path());
         let entries = random_log(seed, 700);
-        // Batches of up to 64, a command only first in one (as the log takes them).
-        let mut batches: Vec<Vec<LogEntry>> = Vec::new();
-        for entry in entries {
-            let is_command = matches!(entry.body, Body::Command(_));
-            match batches.last_mut() {
-                Some(batch) if !is_command && batch.len() < 64 => batch.push(entry),
-                _ => batches.push(vec![entry]),
-            }
-        }
-        for chunk in batches {
-            let news = chunk
-                .into_iter()
-                .map(|entry| NewEntry {
-                    user_id: entry.user_id,
-                    session_id: entry.session_id,
-                    producer: entry.producer.id,
-                    seq: SeqSpec::Next,
-                    command_id: entry.command_id,
-                    body: entry.body,
-                    blobs: Vec::new(),
-                    caused_by_command: false,
-                })
-                .collect();
-            log.append(news).await.expect("appends");
-        }
-        let written = log
-            .read(ReadQuery {
-                filter: LogFilter::all(),
-                after: Offset::ZERO,
-                until: None,
-                limit: 100_000,
-            })
-            .await
-            .expect("reads")
-            .entries;
+        append_all(&log, entries).await;
+        let written = read_all(&log).await;
         assert!(
             written.len() > 3 * APPLY_BATCH_ENTRIES_MAX,
             "{} entries",
@@ -1276,51 +1281,23 @@ async fn search_rebuild_equals_incremental_with_crashes() {
 /// its live follow give what applying every entry gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_projector_catch_up_equals_applying_every_entry() {
-    use octo_log::{LogFilter, NewEntry, ReadQuery, SeqSpec};
     use octo_projections::search::{SearchIndex, apply_entries, spawn_search};
     for seed in 0..3u64 {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = open_log(dir.path());
         let entries = random_log(seed, 150);
         let half = entries.len() / 2;
-        let append = |entries: Vec<LogEntry>| {
-            let log = Arc::clone(&log);
-            async move {
-                for entry in entries {
-                    let new = NewEntry {
-                        user_id: entry.user_id,
-                        session_id: entry.session_id,
-                        producer: entry.producer.id,
-                        seq: SeqSpec::Next,
-                        command_id: entry.command_id,
-                        body: entry.body,
-                        blobs: Vec::new(),
-                        caused_by_command: false,
-                    };
-                    log.append(vec![new]).await.expect("appends");
-                }
-            }
-        };
-        append(entries[..half].to_vec()).await;
+        append_all(&log, entries[..half].to_vec()).await;
         let searcher = spawn_search(Arc::clone(&log), dir.path().join("search"))
             .await
             .expect("starts");
         // The second half while it catches up or follows.
-        append(entries[half..].to_vec()).await;
+        append_all(&log, entries[half..].to_vec()).await;
         searcher
             .wait_for(log.head(), Duration::from_secs(20))
             .await
             .expect("catches up");
-        let written = log
-            .read(ReadQuery {
-                filter: LogFilter::all(),
-                after: Offset::ZERO,
-                until: None,
-                limit: 100_000,
-            })
-            .await
-            .expect("reads")
-            .entries;
+        let written = read_all(&log).await;
         let every = SearchIndex::open(&dir.path().join("every")).expect("opens");
         apply_entries(&*log, &every, &written)
             .await

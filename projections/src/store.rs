@@ -218,21 +218,18 @@ impl ProjectionStore {
             });
         }
         let mut batch = self.db.batch();
-        // Values are encoded here and copied once, into the batch's own buffers.
-        let mut scratch = Vec::with_capacity(4096);
         for (key, value) in txn.pending.drain() {
             match value {
                 Pending::Bytes(value) => batch.insert(keyspace, key, value),
-                Pending::Value { value, encode } => {
-                    scratch.clear();
-                    if let Err(detail) = encode(value.as_ref(), &mut scratch) {
+                Pending::Value { value, encode } => match encode(value.as_ref()) {
+                    Ok(bytes) => batch.insert(keyspace, key, bytes),
+                    Err(detail) => {
                         return Err(StoreError::Corrupt {
                             projection: P::NAME.to_owned(),
                             detail,
                         });
                     }
-                    batch.insert(keyspace, key, scratch.as_slice());
-                }
+                },
                 // Read, decoded and kept, not changed: nothing to write.
                 Pending::Clean(_) => {}
                 // A key written and deleted within the batch (a listing entry that moved
@@ -291,10 +288,10 @@ impl ProjectionStore {
 /// that many entries of one batch update (a session's summary, a streaming draft) is decoded and
 /// encoded once per batch, not once per entry.
 enum Pending {
-    Bytes(fjall::Slice),
+    Bytes(Vec<u8>),
     Value {
         value: Box<dyn Any + Send>,
-        encode: fn(&dyn Any, &mut Vec<u8>) -> Result<(), String>,
+        encode: fn(&dyn Any) -> Result<Vec<u8>, String>,
     },
     /// A committed value this transaction read and decoded, kept so the next read of it (a
     /// session's model, read for every entry of the session) neither looks it up nor decodes it
@@ -303,11 +300,11 @@ enum Pending {
     Deleted,
 }
 
-fn encode_as<T: Serialize + 'static>(value: &dyn Any, into: &mut Vec<u8>) -> Result<(), String> {
+fn encode_as<T: Serialize + 'static>(value: &dyn Any) -> Result<Vec<u8>, String> {
     let value = value
         .downcast_ref::<T>()
         .ok_or_else(|| "a pending value changed type".to_owned())?;
-    octo_core::codec::write_msgpack(into, value).map_err(|e| format!("value does not encode: {e}"))
+    octo_core::codec::to_msgpack(value).map_err(|e| format!("value does not encode: {e}"))
 }
 
 /// A projection's view of its state while it applies entries: reads see its own writes.
@@ -367,12 +364,11 @@ impl<'a> Txn<'a> {
     /// The value at `key`, as written by this transaction or committed before.
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         match self.pending.get(key) {
-            Some(Pending::Bytes(bytes)) => return Some(bytes.to_vec()),
+            Some(Pending::Bytes(bytes)) => return Some(bytes.clone()),
             Some(Pending::Deleted) => return None,
             Some(Pending::Value { value, encode }) => {
-                let mut bytes = Vec::new();
-                return match encode(value.as_ref(), &mut bytes) {
-                    Ok(()) => Some(bytes),
+                return match encode(value.as_ref()) {
+                    Ok(bytes) => Some(bytes),
                     Err(detail) => {
                         self.fail(detail);
                         None
@@ -392,27 +388,7 @@ impl<'a> Txn<'a> {
 
     /// Writes `value` at `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.pending.insert(key, Pending::Bytes(value.into()));
-    }
-
-    /// Writes `value` at `key`, encoded as msgpack now (for a value borrowed from the entry:
-    /// neither cloned nor encoded into a buffer of its own before the batch's).
-    pub fn put_encoded<T: Serialize + ?Sized>(&mut self, key: Vec<u8>, value: &T) {
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let encoded = SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            octo_core::codec::write_msgpack(&mut scratch, value)
-                .map(|()| fjall::Slice::from(scratch.as_slice()))
-        });
-        match encoded {
-            Ok(bytes) => {
-                self.pending.insert(key, Pending::Bytes(bytes));
-            }
-            Err(e) => self.fail(format!("a value does not encode: {e}")),
-        }
+        self.pending.insert(key, Pending::Bytes(value));
     }
 
     /// Removes `key`.
@@ -457,15 +433,10 @@ impl<'a> Txn<'a> {
 
     /// As [`Txn::put_value`], taking the value instead of cloning it.
     pub fn put_owned<T: Serialize + Send + 'static>(&mut self, key: Vec<u8>, value: T) {
-        self.put_boxed(key, Box::new(value));
-    }
-
-    /// As [`Txn::put_owned`], for a value taken with [`Txn::take_boxed`].
-    pub fn put_boxed<T: Serialize + Send + 'static>(&mut self, key: Vec<u8>, value: Box<T>) {
         self.pending.insert(
             key,
             Pending::Value {
-                value,
+                value: Box::new(value),
                 encode: encode_as::<T>,
             },
         );
@@ -479,24 +450,15 @@ impl<'a> Txn<'a> {
         &mut self,
         key: &[u8],
     ) -> Option<T> {
-        self.take_boxed(key).map(|value| *value)
-    }
-
-    /// As [`Txn::take_value`], boxed as the transaction keeps it: a large record changed by many
-    /// entries of a batch (a conversation's) moves as a pointer, not copied out and back in.
-    pub fn take_boxed<T: DeserializeOwned + Serialize + Send + 'static>(
-        &mut self,
-        key: &[u8],
-    ) -> Option<Box<T>> {
         if let Some(Pending::Value { value, .. } | Pending::Clean(value)) = self.pending.get(key)
             && value.is::<T>()
             && let Some(Pending::Value { value, .. } | Pending::Clean(value)) =
                 self.pending.remove(key)
             && let Ok(value) = value.downcast::<T>()
         {
-            return Some(value);
+            return Some(*value);
         }
-        self.decode_at(key).map(Box::new)
+        self.decode_at(key)
     }
 
     /// The value at `key` decoded from its bytes (written here or committed).

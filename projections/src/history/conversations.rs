@@ -248,11 +248,11 @@ fn change_record(
     change: impl FnOnce(&mut Txn<'_>, &mut ConversationRecord),
 ) {
     let key = conversation_key(id);
-    let Some(mut record) = txn.take_boxed::<ConversationRecord>(&key) else {
+    let Some(mut record) = txn.take_value::<ConversationRecord>(&key) else {
         return;
     };
     change(txn, &mut record);
-    txn.put_boxed(key, record);
+    txn.put_owned(key, record);
 }
 
 /// A readable id for a new conversation, unique among the stored ones as far as 999 suffixes go.

@@ -182,7 +182,10 @@ impl Projection for History {
 /// Writes a completed message, encoded now: nothing in the batch reads it back, and the entry's
 /// message is borrowed, so this spares a copy of it.
 fn put_message(txn: &mut Txn<'_>, key: Vec<u8>, message: &Message) {
-    txn.put_encoded(key, message);
+    match octo_core::codec::to_msgpack(message) {
+        Ok(bytes) => txn.put(key, bytes),
+        Err(e) => txn.fail(format!("a message does not encode: {e}")),
+    }
 }
 
 fn offset_key(tag: u8, offset: Offset) -> Vec<u8> {
@@ -257,13 +260,13 @@ fn fold_delta(
     fold: impl FnOnce(&mut Draft),
 ) {
     let key = draft_key(session_id);
-    let Some(mut draft) = txn.take_boxed::<Draft>(&key) else {
+    let Some(mut draft) = txn.take_value::<Draft>(&key) else {
         return;
     };
     if draft.message.id == message_id {
         fold(&mut draft);
     }
-    txn.put_boxed(key, draft);
+    txn.put_owned(key, draft);
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {

@@ -18,7 +18,7 @@ pub struct GetMessagesResponse {
     /// Field 2: the messages a decode gives, and any a server builds one by one.
     pub messages: Vec<Message>,
     /// Messages already encoded as whole field-2 records (key, length, body), sent after
-    /// `messages`, in order.
+    /// `messages`, in order; one buffer may hold a run of them.
     encoded: Vec<Vec<u8>>,
 }
 
@@ -26,7 +26,7 @@ const CONVERSATION_ID: u32 = 1;
 const MESSAGES: u32 = 2;
 
 impl GetMessagesResponse {
-    /// A response of messages encoded with [`encode_message`].
+    /// A response of messages encoded with [`encode_message`] or [`encode_message_into`].
     pub fn encoded(conversation_id: String, encoded: Vec<Vec<u8>>) -> GetMessagesResponse {
         GetMessagesResponse {
             conversation_id,
@@ -39,8 +39,15 @@ impl GetMessagesResponse {
 /// One message as the field-2 record of a [`GetMessagesResponse`].
 pub fn encode_message(message: &Message) -> Vec<u8> {
     let mut buf = Vec::with_capacity(encoding::message::encoded_len(MESSAGES, message));
-    encoding::message::encode(MESSAGES, message, &mut buf);
+    encode_message_into(message, &mut buf);
     buf
+}
+
+/// Appends one message's field-2 record to `buf`: a run of them is one buffer, not one
+/// allocation per message.
+pub fn encode_message_into(message: &Message, buf: &mut Vec<u8>) {
+    buf.reserve(encoding::message::encoded_len(MESSAGES, message));
+    encoding::message::encode(MESSAGES, message, buf);
 }
 
 impl prost::Message for GetMessagesResponse {

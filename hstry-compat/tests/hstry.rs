@@ -627,3 +627,67 @@ async fn a_write_acknowledged_before_kill_9_is_readable_after_a_restart() {
         "the search index caught up after the restart"
     );
 }
+
+/// An Octo session long enough that a whole read is encoded in several runs on several threads:
+/// all of it and its last page carry every message once, in order, with its idx and id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sessions_messages_come_whole_and_in_order() {
+    use octo_core::{Event, MessageId, PartId, ProducerId, SessionId};
+    use octo_log::{NewEntry, SeqSpec};
+    const MESSAGES: usize = 1_000;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let log = open_log(dir.path());
+    let user = UserId::new(USER).expect("user id");
+    let producer = ProducerId::new("test:seed").expect("producer");
+    let session = SessionId::new();
+    let entry = |value: serde_json::Value| {
+        let event: Event = serde_json::from_value(value).expect("an event");
+        NewEntry::event(
+            user.clone(),
+            session,
+            producer.clone(),
+            SeqSpec::Next,
+            event,
+        )
+    };
+    let ids: Vec<MessageId> = (0..MESSAGES).map(|_| MessageId::new()).collect();
+    let mut entries = vec![entry(
+        serde_json::json!({"type": "session.created", "harness": "pi",
+        "workspace": "w", "title": "long", "cause": 0,
+        "model": {"provider": "fake", "model_id": "fake-model"}}),
+    )];
+    entries.extend(ids.iter().enumerate().map(|(n, id)| {
+        entry(serde_json::json!({"type": "message.created", "message": {
+            "id": id, "role": if n % 2 == 0 { "user" } else { "assistant" },
+            "created_ms": 1_795_000_000_000i64 + n as i64,
+            "parts": [{"type": "text", "id": PartId::new(), "text": format!("message number {n}")}]}}))
+    }));
+    for chunk in entries.chunks(256) {
+        log.append(chunk.to_vec()).await.expect("appended");
+    }
+    let facade = facade(log, dir.path(), None).await;
+    let c = clients(facade.server.addr).await;
+    let read = |limit: i64| {
+        let mut read = c.read.clone();
+        async move {
+            read.get_messages(proto::GetMessagesRequest {
+                conversation_id: session.to_string(),
+                limit,
+                ..Default::default()
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .messages
+        }
+    };
+    let all = read(0).await;
+    let last_page = read(100).await;
+    assert_eq!(all.len(), MESSAGES);
+    for (n, (message, id)) in all.iter().zip(&ids).enumerate() {
+        assert_eq!(message.idx, i32::try_from(n).expect("idx"));
+        assert_eq!(message.id.as_deref(), Some(id.to_string().as_str()));
+        assert_eq!(message.content, format!("message number {n}"));
+    }
+    assert_eq!(last_page, all[MESSAGES - 100..]);
+}

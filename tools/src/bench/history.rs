@@ -15,7 +15,6 @@ use hdrhistogram::Histogram;
 use octo_core::{Event, MessageId, Offset, PartId, ProducerId, RunId, SessionId, UserId};
 use octo_hstry::proto::GetMessagesRequest;
 use octo_hstry::proto::read_service_client::ReadServiceClient;
-use octo_hstry::{Hstry, HstryServer, ServeOptions};
 use octo_log::fjall::{FjallConfig, FjallLog};
 use octo_log::{EventLog, NewEntry, SeqSpec};
 use octo_projections::analytics::Analytics;
@@ -24,7 +23,7 @@ use octo_projections::projector::catch_up;
 use octo_projections::search::spawn_search;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
-use octo_projections::{Projection, ProjectionStore, spawn_projector};
+use octo_projections::{Projection, ProjectionStore};
 use serde_json::json;
 
 /// Arguments of `octo-bench seed`.
@@ -78,6 +77,10 @@ pub struct HstryArgs {
     /// Seconds to run each measurement.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// The `octo-hstry` server to measure, run as its own process on the seeded data dir
+    /// (default: the one beside this binary).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
 }
 
 const WORDS: [&str; 24] = [
@@ -437,40 +440,66 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 /// Runs `octo-bench hstry`.
 ///
 /// # Errors
+/// The standalone `octo-hstry` on a data dir, killed on drop.
+struct HstryProcess {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for HstryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary` on `data_dir` for `user` and waits for the address it prints.
+fn start_hstry(binary: &Path, data_dir: &Path, user: &UserId) -> anyhow::Result<HstryProcess> {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(binary)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--user", user.as_str(), "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut server = HstryProcess {
+        child,
+        addr: String::new(),
+    };
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(addr) = line?.strip_prefix("hstry gRPC listening on ") {
+            server.addr = addr.trim().to_owned();
+            return Ok(server);
+        }
+    }
+    anyhow::bail!("{} exited before listening", binary.display())
+}
+
 /// When the folder, the log, the projections or the server fail.
 pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
     let work = tempfile::tempdir_in(&args.dir).context("a temporary folder in --dir")?;
+    let binary = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("octo-hstry"))
+            .context("no directory for this binary")?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let log: Arc<dyn EventLog> = FjallLog::open(FjallConfig::new(work.path().join("log")))?;
         let user = UserId::new("u-bench")?;
-        let session = seed(&*log, &user, 1, args.messages, 500).await?[0];
-        let store = ProjectionStore::open(work.path().join("projections"))?;
-        let sessions = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), Sessions).await?);
-        let history = Arc::new(spawn_projector(Arc::clone(&log), store.clone(), History).await?);
-        let searcher = spawn_search(Arc::clone(&log), work.path().join("search")).await?;
-        let head = log.head();
-        history.wait_for(head, Duration::from_secs(600)).await?;
-        searcher.wait_for(head, Duration::from_secs(600)).await?;
-        let hstry = Hstry::new(
-            Arc::clone(&log),
-            store,
-            history,
-            sessions,
-            searcher,
-            user,
-            "bench",
-        )?;
-        let server = HstryServer::start(
-            Arc::new(hstry),
-            ServeOptions {
-                listen: "127.0.0.1:0".parse()?,
-                unix: None,
-            },
-        )
-        .await?;
+        let session = {
+            let log = FjallLog::open(FjallConfig::new(work.path().join("log")))?;
+            seed(&*log, &user, 1, args.messages, 500).await?[0]
+        };
+        // The server in its own process, as a user runs it: its allocator and threads are not
+        // the client's. It builds its projections and search index on start.
+        let server = start_hstry(&binary, work.path(), &user)?;
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))?
             .connect()
             .await?;
@@ -537,7 +566,7 @@ pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
                        "max_ms": latencies.max() as f64 / 1000.0}),
             );
         }
-        server.shutdown().await;
+        drop(server);
         anyhow::Ok(json!({
             "bench": "hstry",
             "messages": args.messages,

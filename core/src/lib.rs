@@ -8,6 +8,8 @@
 #[macro_use]
 mod macros;
 
+#[cfg(feature = "allocator")]
+pub mod alloc;
 pub mod bytes;
 pub mod civil;
 pub mod codec;

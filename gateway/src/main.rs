@@ -211,12 +211,12 @@ fn password_from_env() -> anyhow::Result<String> {
     std::env::var("OCTO_PASSWORD").map_err(|_| anyhow::anyhow!("set OCTO_PASSWORD to the password"))
 }
 
-/// mimalloc: the log, the projections and the codecs allocate many small, short-lived values,
-/// and it spends measurably less time on them than the system allocator (`octo-bench rebuild`).
+/// mimalloc, tuned (`octo_core::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: octo_core::alloc::Allocator = octo_core::alloc::Allocator;
 
 fn main() -> std::process::ExitCode {
+    octo_core::alloc::tune();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

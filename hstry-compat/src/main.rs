@@ -48,13 +48,13 @@ fn state_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
 }
 
-/// mimalloc: the log, the projections and the codecs allocate many small, short-lived values,
-/// and it spends measurably less time on them than the system allocator (`octo-bench rebuild`).
+/// mimalloc, tuned (`octo_core::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: octo_core::alloc::Allocator = octo_core::alloc::Allocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    octo_core::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -2,12 +2,12 @@
 
 use clap::Parser;
 
-/// mimalloc: the log, the projections and the codecs allocate many small, short-lived values,
-/// and it spends measurably less time on them than the system allocator (`octo-bench rebuild`).
+/// mimalloc, tuned (`octo_core::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: octo_core::alloc::Allocator = octo_core::alloc::Allocator;
 
 fn main() -> anyhow::Result<()> {
+    octo_core::alloc::tune();
     let cli = octo_tools::bench::Cli::parse();
     let report = octo_tools::bench::run(cli)?;
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1075,6 +1075,13 @@ fn history_builds_drafts_and_pages_a_forked_view() {
     }
     let whole = History::page(&snapshot, &history, &sessions, &child, None, 200).expect("reads");
     assert_eq!(paged, whole.messages);
+    // A whole view, read in ranges on every core, is what the pages show.
+    for session in [child, parent] {
+        let view = History::view(&snapshot, &history, &sessions, &session).expect("reads");
+        let page =
+            History::page(&snapshot, &history, &sessions, &session, None, 200).expect("reads");
+        assert_eq!(view, page.messages);
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod readable;
 use fjall::{Keyspace, Readable};
 use octo_core::message::{Part, Role, TextPart, ThinkingPart, ToolCallPart};
 use octo_core::{Body, Event, LogEntry, Message, MessageId, Offset, PartId, RunId, SessionId};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::sessions::Sessions;
@@ -289,6 +290,25 @@ fn stored_bytes(guard: fjall::Guard) -> Result<(Offset, fjall::Slice), StoreErro
     Ok((offset, value))
 }
 
+/// Ranges [`History::view_stored`] reads a link of a view in, at most.
+const VIEW_READ_RANGES: u64 = 8;
+
+/// `first..=last` cut into at most `parts` consecutive ranges of equal span.
+fn split_span(first: Offset, last: Offset, parts: u64) -> impl Iterator<Item = (Offset, Offset)> {
+    let last = last.max(first);
+    let step = (last.get() - first.get()) / parts + 1;
+    // Every bound lies within `first..=last`, so each is an offset.
+    let offset = move |value: u64| Offset::new(value).unwrap_or(last);
+    (first.get()..=last.get())
+        .step_by(usize::try_from(step).unwrap_or(usize::MAX))
+        .map(move |from| {
+            (
+                offset(from),
+                offset(from.saturating_add(step - 1).min(last.get())),
+            )
+        })
+}
+
 /// A message as stored, not yet decoded: what [`History::view_stored`] returns, so a caller
 /// with many can decode them where it likes (in parallel, say).
 #[derive(Debug, Clone)]
@@ -410,16 +430,40 @@ impl History {
             chain.push((parent.session_id, parent.offset));
             at = parent.session_id;
         }
-        let mut messages = Vec::new();
+        // Each link's keys, cut into ranges of equal offset span and read on every core: one
+        // thread reading a 10,000-message view took a third of hstry's whole-conversation read.
+        let mut ranges = Vec::new();
         for (session, upper) in chain.iter().rev() {
-            let from = message_key(session, Offset::ZERO);
-            let to = message_key(session, *upper);
-            for guard in snapshot.inner().range(history, from..=to) {
-                let (offset, value) = stored_bytes(guard)?;
-                messages.push((offset, StoredMessage(value)));
-            }
+            let mut keys = snapshot.inner().range(
+                history,
+                message_key(session, Offset::ZERO)..=message_key(session, *upper),
+            );
+            let Some(first) = keys.next() else {
+                continue;
+            };
+            let first = stored_bytes(first)?.0;
+            let last = match keys.next_back() {
+                Some(last) => stored_bytes(last)?.0,
+                None => first,
+            };
+            ranges.extend(
+                split_span(first, last, VIEW_READ_RANGES).map(|(from, to)| (*session, from, to)),
+            );
         }
-        Ok(messages)
+        let parts = ranges
+            .par_iter()
+            .map(|(session, from, to)| {
+                snapshot
+                    .inner()
+                    .range(
+                        history,
+                        message_key(session, *from)..=message_key(session, *to),
+                    )
+                    .map(|guard| stored_bytes(guard).map(|(at, value)| (at, StoredMessage(value))))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(parts.concat())
     }
 
     /// Where "fork here" on the message completed at each of `offsets` forks (`None`: not yet,
@@ -467,6 +511,45 @@ impl History {
             Some(bytes) => octo_core::codec::from_msgpack(&bytes)
                 .map(Some)
                 .map_err(corrupt),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_spans_cover_their_range_once_in_order() {
+        for (first, last) in [
+            (1, 1),
+            (1, 2),
+            (5, 12),
+            (3, 1_000),
+            (7, 7 + 8 * 9),
+            (1, 1 << 40),
+        ] {
+            for parts in [1, 2, 8, 9] {
+                let spans: Vec<(u64, u64)> = split_span(
+                    Offset::new(first).expect("offset"),
+                    Offset::new(last).expect("offset"),
+                    parts,
+                )
+                .map(|(from, to)| (from.get(), to.get()))
+                .collect();
+                assert!(
+                    spans.len() as u64 <= parts,
+                    "{first}..={last} in {parts}: {spans:?}"
+                );
+                assert_eq!(spans.first().map(|s| s.0), Some(first));
+                assert_eq!(spans.last().map(|s| s.1), Some(last));
+                for (from, to) in &spans {
+                    assert!(from <= to);
+                }
+                for pair in spans.windows(2) {
+                    assert_eq!(pair[0].1 + 1, pair[1].0, "{spans:?}");
+                }
+            }
         }
     }
 }

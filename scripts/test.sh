@@ -52,7 +52,7 @@ cargo test --workspace --locked --doc
 # The test build above made every binary these need (a package's binaries are built for its
 # integration tests); running them directly avoids a second build with other feature flags.
 bin=target/debug
-for b in octo octo-model octo-proxy octo-bench; do
+for b in octo octo-model octo-proxy octo-bench octo-hstry; do
   [ -x "$bin/$b" ] || { echo "missing $bin/$b: the test build should have made it" >&2; exit 1; }
 done
 

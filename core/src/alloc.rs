@@ -20,7 +20,7 @@ pub const PURGE_DELAY_MS: std::ffi::c_long = 60_000;
 /// second (its default). A server's working set is freed between requests: reading a whole
 /// 10,000-message conversation allocates and frees some 30 MB each time, so at one second each
 /// purge handed back pages that the next request faulted in again (with transparent huge pages,
-/// split and zeroed), and those requests took up to 2-5 times the median (`octo-bench hstry`).
+/// split and zeroed), and those requests took 1.5 to 7 times the median (`octo-bench hstry`).
 #[allow(unsafe_code)]
 pub fn tune() {
     // SAFETY: `mi_option_set` only stores the option's value, and any delay is a valid one.

@@ -545,16 +545,16 @@ async fn one_configuration(
     }))
 }
 
-/// The `octo` binary: `given`, else the one beside this executable.
+/// The binary `name`: `given`, else the one beside this executable.
 ///
 /// # Errors
 /// When this executable's folder cannot be found.
-pub(super) fn octo_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn sibling_binary(given: Option<&Path>, name: &str) -> anyhow::Result<PathBuf> {
     match given {
         Some(path) => Ok(path.to_path_buf()),
         None => std::env::current_exe()?
             .parent()
-            .map(|dir| dir.join("octo"))
+            .map(|dir| dir.join(name))
             .context("no directory for this binary"),
     }
 }
@@ -564,7 +564,7 @@ pub(super) fn octo_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// # Errors
 /// When octo cannot start or a connection fails.
 pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
-    let binary = octo_binary(args.octo.as_deref())?;
+    let binary = sibling_binary(args.octo.as_deref(), "octo")?;
     std::fs::create_dir_all(&args.dir)?;
     let temporary = tempfile::tempdir_in(&args.dir)?;
     let octo = start_octo(

@@ -74,7 +74,7 @@ pub fn run(args: &GraphqlArgs) -> anyhow::Result<Value> {
 }
 
 async fn measure(args: &GraphqlArgs) -> anyhow::Result<Value> {
-    let binary = super::fanout::octo_binary(args.octo.as_deref())?;
+    let binary = super::fanout::sibling_binary(args.octo.as_deref(), "octo")?;
     let (_temp, octo, long) = seeded_octo(&binary, &args.dir, args.sessions, args.messages).await?;
     let mut client = GraphqlClient::connect(&octo.url, &octo.token).await?;
     let id = json!({"id": long});

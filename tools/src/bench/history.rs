@@ -437,9 +437,6 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram bounds")
 }
 
-/// Runs `octo-bench hstry`.
-///
-/// # Errors
 /// The standalone `octo-hstry` on a data dir, killed on drop.
 struct HstryProcess {
     child: std::process::Child,
@@ -478,16 +475,13 @@ fn start_hstry(binary: &Path, data_dir: &Path, user: &UserId) -> anyhow::Result<
     anyhow::bail!("{} exited before listening", binary.display())
 }
 
+/// Runs `octo-bench hstry`.
+///
+/// # Errors
 /// When the folder, the log, the projections or the server fail.
 pub fn run_hstry(args: &HstryArgs) -> anyhow::Result<serde_json::Value> {
     let work = tempfile::tempdir_in(&args.dir).context("a temporary folder in --dir")?;
-    let binary = match &args.server {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|dir| dir.join("octo-hstry"))
-            .context("no directory for this binary")?,
-    };
+    let binary = super::fanout::sibling_binary(args.server.as_deref(), "octo-hstry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -53,7 +53,7 @@ pub fn run(args: &UiArgs) -> anyhow::Result<Value> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let binary = super::fanout::octo_binary(args.octo.as_deref())?;
+        let binary = super::fanout::sibling_binary(args.octo.as_deref(), "octo")?;
         let (_temp, octo, session) =
             super::graphql::seeded_octo(&binary, &args.dir, args.sessions, args.messages).await?;
         let output = Command::new("node")

@@ -905,34 +905,40 @@ pub async fn subscribe_replays_then_tails(backend: &dyn Backend) {
 }
 
 /// A subscriber with a live queue of one entry falls back to the log and still sees every entry
-/// once, in order, while appenders never wait for it.
+/// once, in order, while appenders never wait for it: watching the whole log (a queue of its
+/// own) and watching one session (a cursor in the session's shared ring).
 pub async fn slow_subscriber_catches_up(backend: &dyn Backend) {
     let log = backend.open().await;
     let alice = user("alice");
     let session_id = SessionId::new();
-    let mut subscription = Subscription::new(
-        Arc::clone(&log),
-        LogFilter::all(),
-        Offset::ZERO,
-        QueueBound::entries(1),
-    )
-    .expect("subscribes");
-    // Go live first, so entries then pile up in the queue of one.
-    append_one(&*log, notice(&alice, session_id, "first")).await;
-    let first = next_within(&mut subscription).await;
-    let mut expected = vec![first.offset];
-    // Appends finish while nobody reads the subscription: the queue of one overflows instead of
-    // holding them up (a blocked appender would hang here, past the test's deadline).
-    for n in 0..300 {
-        expected.push(append_one(&*log, notice(&alice, session_id, &format!("n{n}"))).await);
+    for filter in [LogFilter::all(), LogFilter::session(session_id)] {
+        let mut subscription = Subscription::new(
+            Arc::clone(&log),
+            filter.clone(),
+            log.head(),
+            QueueBound::entries(1),
+        )
+        .expect("subscribes");
+        // Go live first, so entries then pile up in the queue of one.
+        append_one(&*log, notice(&alice, session_id, "first")).await;
+        let first = next_within(&mut subscription).await;
+        let mut expected = vec![first.offset];
+        // Appends finish while nobody reads the subscription: the queue of one overflows instead
+        // of holding them up (a blocked appender would hang here, past the test's deadline).
+        for n in 0..300 {
+            expected.push(append_one(&*log, notice(&alice, session_id, &format!("n{n}"))).await);
+        }
+        let mut got = vec![first.offset];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        while got.len() < expected.len() {
+            got.push(next_either(&mut subscription, &mut rng).await.offset);
+        }
+        assert_eq!(got, expected, "{filter:?}: nothing lost, nothing twice");
+        assert!(
+            subscription.overflows() > 0,
+            "{filter:?}: the overflow path ran"
+        );
     }
-    let mut got = vec![first.offset];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    while got.len() < expected.len() {
-        got.push(next_either(&mut subscription, &mut rng).await.offset);
-    }
-    assert_eq!(got, expected, "nothing lost, nothing twice");
-    assert!(subscription.overflows() > 0, "the overflow path ran");
 }
 
 /// Several appenders and subscribers that drop and resume at random offsets: every subscriber
@@ -949,14 +955,14 @@ pub async fn concurrent_appenders_and_resuming_subscribers(backend: &dyn Backend
     let mut subscribers = tokio::task::JoinSet::new();
     for idx in 0..SUBSCRIBERS {
         let log = Arc::clone(&log);
-        // Subscriber 0 watches one session; the others watch everything. Subscriber 1 has a live
-        // queue of one entry.
+        // Subscriber 0 watches one session; the others watch everything. Subscribers 0 and 1
+        // have a live queue of one entry.
         let filter = if idx == 0 {
             LogFilter::session(sessions[0])
         } else {
             LogFilter::all()
         };
-        let bound = if idx == 1 {
+        let bound = if idx <= 1 {
             QueueBound::entries(1)
         } else {
             QueueBound::default()

@@ -47,12 +47,18 @@ pub struct FanoutArgs {
     /// The `octo` binary (default: beside this one).
     #[arg(long)]
     octo: Option<PathBuf>,
+    /// Measure a bare broadcast server instead of `octo serve`, with the same subscribers, on
+    /// the same machine: the transport's own cost, as a baseline. `tungstenite` frames each
+    /// message through tokio-tungstenite as Octo does; `raw` writes one pre-framed copy of each
+    /// entry, shared by every socket, straight to the TCP stream.
+    #[arg(long, value_enum)]
+    bare: Option<super::fanout_bare::Bare>,
     /// Where to put the data dir (a fresh temporary folder inside it). Use a real disk.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
 }
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -248,18 +254,18 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 const WINDOW: usize = 64;
 
 /// One `session.renamed` a subscriber received.
-struct Sample {
+pub(super) struct Sample {
     /// The writer's clock when it sent the rename (in the title).
-    sent_us: u64,
+    pub(super) sent_us: u64,
     /// The entry's `ts_ms`: the log's clock when it appended the entry.
-    appended_ms: u64,
-    received_us: u64,
+    pub(super) appended_ms: u64,
+    pub(super) received_us: u64,
 }
 
-struct Subscriber {
-    deliveries: Arc<AtomicU64>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    last_offset: Arc<AtomicU64>,
+pub(super) struct Subscriber {
+    pub(super) deliveries: Arc<AtomicU64>,
+    pub(super) samples: Arc<Mutex<Vec<Sample>>>,
+    pub(super) last_offset: Arc<AtomicU64>,
 }
 
 async fn subscribe_all(
@@ -299,77 +305,89 @@ async fn subscribe_all(
                 break;
             }
         }
-        let subscriber = Subscriber {
-            deliveries: Arc::new(AtomicU64::new(0)),
-            samples: Arc::new(Mutex::new(Vec::new())),
-            last_offset: Arc::new(AtomicU64::new(head)),
-        };
-        let (deliveries, samples, last_offset) = (
-            Arc::clone(&subscriber.deliveries),
-            Arc::clone(&subscriber.samples),
-            Arc::clone(&subscriber.last_offset),
-        );
-        let stop = stop.clone();
         // The subscribed frame was the last one before the appends start, so nothing is
         // buffered in the WebSocket layer: from here the task reads frames off the socket itself.
         let tokio_tungstenite::MaybeTlsStream::Plain(stream) = client.into_raw().into_inner()
         else {
             anyhow::bail!("the bench speaks plain TCP");
         };
-        tasks.push(tokio::spawn(async move {
-            let mut frames = RawFrames::new(stream);
-            // Room for every sample up front: 1,000 subscribers growing their buffers in step
-            // would stall together on the copies and show as latency.
-            let mut local: Vec<Sample> = Vec::with_capacity(expected_samples);
-            let scan = Scan::new();
-            let mut stop = stop;
-            let stopped = stop.changed();
-            tokio::pin!(stopped);
-            'read: loop {
-                tokio::select! {
-                    biased;
-                    read = frames.fill() => if !matches!(read, Ok(true)) { break },
-                    _ = &mut stopped => break,
-                }
-                let received = now_us();
-                loop {
-                    match frames.next_frame() {
-                        Ok(Some((OPCODE_TEXT, frame))) => {
-                            if !Scan::is_entry(frame) {
-                                continue;
-                            }
-                            deliveries.fetch_add(1, Ordering::Relaxed);
-                            if let Some(offset) = scan.offset_of(frame) {
-                                last_offset.fetch_max(offset, Ordering::Relaxed);
-                            }
-                            if let (Some(sent_us), Some(appended_ms)) =
-                                (scan.stamp_of(frame), scan.ts_ms_of(frame))
-                            {
-                                local.push(Sample {
-                                    sent_us,
-                                    appended_ms,
-                                    received_us: received,
-                                });
-                            }
-                        }
-                        Ok(Some((OPCODE_PING, payload))) => {
-                            let pong = client_frame(OPCODE_PONG, payload);
-                            if frames.write_all(&pong).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Ok(Some((OPCODE_CLOSE, _))) | Err(_) => break 'read,
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                    }
-                }
-                frames.consume();
-            }
-            samples.lock().await.extend(local);
-        }));
+        let (task, subscriber) = spawn_reader(stream, head, stop.clone(), expected_samples);
+        tasks.push(task);
         subscribers.push(subscriber);
     }
     Ok((tasks, subscribers))
+}
+
+/// A subscriber reading entry frames off `stream` (a WebSocket whose handshake is done) until
+/// `stop`, counting deliveries and keeping a sample of each stamped rename.
+pub(super) fn spawn_reader(
+    stream: tokio::net::TcpStream,
+    head: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+    expected_samples: usize,
+) -> (tokio::task::JoinHandle<()>, Subscriber) {
+    let subscriber = Subscriber {
+        deliveries: Arc::new(AtomicU64::new(0)),
+        samples: Arc::new(Mutex::new(Vec::new())),
+        last_offset: Arc::new(AtomicU64::new(head)),
+    };
+    let (deliveries, samples, last_offset) = (
+        Arc::clone(&subscriber.deliveries),
+        Arc::clone(&subscriber.samples),
+        Arc::clone(&subscriber.last_offset),
+    );
+    let task = tokio::spawn(async move {
+        let mut frames = RawFrames::new(stream);
+        // Room for every sample up front: 1,000 subscribers growing their buffers in step
+        // would stall together on the copies and show as latency.
+        let mut local: Vec<Sample> = Vec::with_capacity(expected_samples);
+        let scan = Scan::new();
+        let mut stop = stop;
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        'read: loop {
+            tokio::select! {
+                biased;
+                read = frames.fill() => if !matches!(read, Ok(true)) { break },
+                _ = &mut stopped => break,
+            }
+            let received = now_us();
+            loop {
+                match frames.next_frame() {
+                    Ok(Some((OPCODE_TEXT, frame))) => {
+                        if !Scan::is_entry(frame) {
+                            continue;
+                        }
+                        deliveries.fetch_add(1, Ordering::Relaxed);
+                        if let Some(offset) = scan.offset_of(frame) {
+                            last_offset.fetch_max(offset, Ordering::Relaxed);
+                        }
+                        if let (Some(sent_us), Some(appended_ms)) =
+                            (scan.stamp_of(frame), scan.ts_ms_of(frame))
+                        {
+                            local.push(Sample {
+                                sent_us,
+                                appended_ms,
+                                received_us: received,
+                            });
+                        }
+                    }
+                    Ok(Some((OPCODE_PING, payload))) => {
+                        let pong = client_frame(OPCODE_PONG, payload);
+                        if frames.write_all(&pong).await.is_err() {
+                            break 'read;
+                        }
+                    }
+                    Ok(Some((OPCODE_CLOSE, _))) | Err(_) => break 'read,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                }
+            }
+            frames.consume();
+        }
+        samples.lock().await.extend(local);
+    });
+    (task, subscriber)
 }
 
 async fn one_configuration(
@@ -564,6 +582,24 @@ pub(super) fn sibling_binary(given: Option<&Path>, name: &str) -> anyhow::Result
 /// # Errors
 /// When octo cannot start or a connection fails.
 pub fn run(args: &FanoutArgs) -> anyhow::Result<serde_json::Value> {
+    if let Some(bare) = args.bare {
+        let mut results = Vec::new();
+        for &n in &args.subscribers {
+            for &rate in args.rates.iter().filter(|&&rate| rate > 0) {
+                results.push(super::fanout_bare::run(
+                    bare,
+                    n,
+                    rate,
+                    args.seconds,
+                    args.warmup,
+                )?);
+            }
+        }
+        return Ok(
+            json!({"bench": "fanout", "server": format!("bare broadcast ({bare:?})"),
+            "seconds": args.seconds, "warmup_seconds": args.warmup, "results": results}),
+        );
+    }
     let binary = sibling_binary(args.octo.as_deref(), "octo")?;
     std::fs::create_dir_all(&args.dir)?;
     let temporary = tempfile::tempdir_in(&args.dir)?;

@@ -2,6 +2,7 @@
 
 mod codec;
 mod fanout;
+mod fanout_bare;
 mod graphql;
 mod history;
 mod log;

@@ -553,14 +553,19 @@ async fn one_configuration(
         "delivered_entries_per_s": (deliveries as f64 / drained.as_secs_f64()).round(),
         "deliveries": deliveries,
         "subscribers_caught_up": caught_up,
-        "append_to_receive_ms": {"p50": ms(append_to_receive.value_at_quantile(0.5)),
-            "p99": ms(append_to_receive.value_at_quantile(0.99)), "max": ms(append_to_receive.max()),
-            "samples": append_to_receive.len()},
+        "append_to_receive_ms": latency_ms(&append_to_receive),
         "ack_to_receive_ms": {"p50": ms(ack_to_receive.value_at_quantile(0.5)),
             "p99": ms(ack_to_receive.value_at_quantile(0.99))},
         "end_to_end_ms": {"p50": ms(end_to_end.value_at_quantile(0.5)), "p99": ms(end_to_end.value_at_quantile(0.99))},
         "command_ack_ms": {"p50": ms(send_to_ack.value_at_quantile(0.5)), "p99": ms(send_to_ack.value_at_quantile(0.99))},
     }))
+}
+
+/// A latency histogram in µs as p50, p99 and max in ms (two decimals) and its sample count.
+pub(super) fn latency_ms(histogram: &Histogram<u64>) -> serde_json::Value {
+    let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
+    json!({"p50": ms(histogram.value_at_quantile(0.5)), "p99": ms(histogram.value_at_quantile(0.99)),
+        "max": ms(histogram.max()), "samples": histogram.len()})
 }
 
 /// The binary `name`: `given`, else the one beside this executable.

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::fanout::{Subscriber, now_us, spawn_reader};
+use super::fanout::{Subscriber, latency_ms, now_us, spawn_reader};
 
 /// How the bare server writes its sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -277,7 +277,6 @@ pub(super) fn run(
         .count();
     drop(publish);
     server.shutdown_timeout(Duration::from_secs(1));
-    let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
     Ok(json!({
         "server": format!("{bare:?}"),
         "subscribers": n,
@@ -287,8 +286,6 @@ pub(super) fn run(
         "delivered_entries_per_s": (deliveries as f64 / drained.as_secs_f64()).round(),
         "deliveries": deliveries,
         "subscribers_caught_up": caught_up,
-        "publish_to_receive_ms": {"p50": ms(append_to_receive.value_at_quantile(0.5)),
-            "p99": ms(append_to_receive.value_at_quantile(0.99)), "max": ms(append_to_receive.max()),
-            "samples": append_to_receive.len()},
+        "publish_to_receive_ms": latency_ms(&append_to_receive),
     }))
 }

@@ -141,10 +141,15 @@ pub enum CatchUpError {
     Store(#[from] StoreError),
 }
 
+/// Pages a catch-up reads ahead of the one being applied. Reading and decoding a page takes about
+/// as long as applying one, and on a busy machine their times vary page by page: with only the
+/// next page in flight, the fold waited whenever one read ran long.
+pub const CATCH_UP_READ_AHEAD: usize = 3;
+
 /// Applies the log to `projection` from `applied` through `until` (at most the head): pages of
 /// the entries `P` folds ([`filter_of`]), each committed with the offset its read scanned through,
-/// and the next page read while this one is applied. `on_applied` sees every committed offset.
-/// Returns the applied offset.
+/// read up to [`CATCH_UP_READ_AHEAD`] pages ahead of the one being applied. `on_applied` sees
+/// every committed offset. Returns the applied offset.
 ///
 /// # Errors
 /// [`CatchUpError`]; what was committed before stays.
@@ -161,50 +166,69 @@ pub async fn catch_up<P: Projection>(
         return Ok(applied);
     }
     let filter = filter_of::<P>();
-    let read = |after: Offset| {
-        log.read(ReadQuery {
-            filter: filter.clone(),
-            after,
-            until: Some(until),
-            limit: APPLY_BATCH_ENTRIES_MAX,
-        })
-    };
-    let mut page = read(applied).await?;
-    loop {
-        let through = page.scanned_through;
-        let last = page.reached_end || through >= until;
-        let (store, projection, keyspace, entries) = (
-            store.clone(),
-            Arc::clone(projection),
-            keyspace.clone(),
-            std::mem::take(&mut page.entries),
-        );
-        let apply = blocking(move || {
-            let applied = store.apply_through(
-                &*projection,
-                &keyspace,
-                entries.iter().map(|entry| &**entry),
-                Some(through),
-            );
-            // Freeing a page of entries is work the next page's fold need not wait for.
-            tokio::task::spawn_blocking(move || drop(entries));
-            applied
-        });
-        let result = if last {
-            apply.await
-        } else {
-            let (result, next) = tokio::join!(apply, read(through));
-            page = next?;
-            result
-        };
-        let offset = result?;
-        assert!(offset > applied, "projection went backwards");
-        applied = offset;
-        on_applied(applied);
-        if last {
-            return Ok(applied);
+    let (pages, mut next_page) = tokio::sync::mpsc::channel(CATCH_UP_READ_AHEAD);
+    // The reader stops after the last page, at its first error, or once the fold below has
+    // stopped taking pages.
+    let reader = async move {
+        let mut after = applied;
+        loop {
+            let page = log
+                .read(ReadQuery {
+                    filter: filter.clone(),
+                    after,
+                    until: Some(until),
+                    limit: APPLY_BATCH_ENTRIES_MAX,
+                })
+                .await;
+            let last = match &page {
+                Ok(page) => {
+                    after = page.scanned_through;
+                    page.reached_end || after >= until
+                }
+                Err(_) => true,
+            };
+            if pages.send(page).await.is_err() || last {
+                return;
+            }
         }
-    }
+    };
+    let fold = async move {
+        while let Some(page) = next_page.recv().await {
+            let mut page = page?;
+            let through = page.scanned_through;
+            let last = page.reached_end || through >= until;
+            let (store, projection, keyspace, entries) = (
+                store.clone(),
+                Arc::clone(projection),
+                keyspace.clone(),
+                std::mem::take(&mut page.entries),
+            );
+            let offset = blocking(move || {
+                let applied = store.apply_through(
+                    &*projection,
+                    &keyspace,
+                    entries.iter().map(|entry| &**entry),
+                    Some(through),
+                );
+                // Freeing a page of entries is work the next page's fold need not wait for.
+                tokio::task::spawn_blocking(move || drop(entries));
+                applied
+            })
+            .await?;
+            assert!(offset > applied, "projection went backwards");
+            applied = offset;
+            on_applied(applied);
+            if last {
+                break;
+            }
+        }
+        // Every page through the last was applied; the reader stops at its first error after
+        // sending it, so that was returned above.
+        Ok::<_, CatchUpError>(applied)
+    };
+    // A fold that stops early drops its receiver, which stops the reader.
+    let ((), applied) = tokio::join!(reader, fold);
+    applied
 }
 
 /// Drops the versions of `P` older than the one in use once it has applied `retire_at`.

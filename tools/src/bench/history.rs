@@ -257,7 +257,6 @@ pub fn run_seed(args: &SeedArgs) -> anyhow::Result<serde_json::Value> {
     })
 }
 
-/// Every entry of the log, read as the projector reads it (decoded pages).
 /// Builds the search index of the whole log in `dir` through the projector (`spawn_search`):
 /// the time until its commit reflects the head, and the documents it holds.
 async fn index_search(log: &Arc<dyn EventLog>, dir: &Path) -> anyhow::Result<(Duration, u64)> {

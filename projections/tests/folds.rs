@@ -14,7 +14,7 @@ use octo_projections::analytics::{Analytics, AnalyticsQuery, Dimension};
 use octo_projections::history::History;
 use octo_projections::sessions::Sessions;
 use octo_projections::ui_state::UiState;
-use octo_projections::{Projection, ProjectionStore};
+use octo_projections::{Projection, ProjectionStore, StoreError, Txn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -667,6 +667,68 @@ async fn catch_up_over_pages_equals_one_batch() {
             "seed {seed}"
         );
     }
+}
+
+/// A fold that fails in the middle of a catch-up: the error comes back at once (the pages read
+/// ahead are dropped, the reader stops), and the pages committed before it stay.
+#[tokio::test]
+async fn catch_up_stops_at_a_failing_fold_and_keeps_what_it_committed() {
+    use octo_projections::projector::{APPLY_BATCH_ENTRIES_MAX, CatchUpError, catch_up};
+
+    /// Counts entries; the entry at `fails_at` finds a value that does not decode.
+    struct FailsAt(Offset);
+    impl Projection for FailsAt {
+        const NAME: &'static str = "fails_at";
+        const VERSION: u32 = 1;
+        fn apply(&self, entry: &LogEntry, txn: &mut Txn<'_>) {
+            let seen = txn.get_value::<u64>(b"seen").unwrap_or(0);
+            txn.put_value(b"seen".to_vec(), &(seen + 1));
+            if entry.offset == self.0 {
+                txn.put(b"bad".to_vec(), vec![0xc1]);
+                let _: Option<u64> = txn.get_value(b"bad");
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_log(dir.path());
+    append_all(&log, random_log(3, 700)).await;
+    let head = log.head();
+    assert!(head.get() > 4 * APPLY_BATCH_ENTRIES_MAX as u64, "{head}");
+    // In the third page.
+    let fails_at = Offset::new(2 * APPLY_BATCH_ENTRIES_MAX as u64 + 7).expect("offset");
+    let stores = Stores::new();
+    let store = stores.open();
+    let keyspace = store.keyspace::<FailsAt>().expect("keyspace");
+    let mut seen = Vec::new();
+    let caught = tokio::time::timeout(
+        Duration::from_secs(30),
+        catch_up(
+            &log,
+            &store,
+            &Arc::new(FailsAt(fails_at)),
+            &keyspace,
+            Offset::ZERO,
+            head,
+            |offset| seen.push(offset),
+        ),
+    )
+    .await
+    .expect("returns, not hangs");
+    assert!(
+        matches!(caught, Err(CatchUpError::Store(StoreError::Corrupt { .. }))),
+        "{caught:?}"
+    );
+    let applied = store.applied::<FailsAt>().expect("applied");
+    assert_eq!(seen.last().copied().unwrap_or(Offset::ZERO), applied);
+    assert_eq!(applied.get(), 2 * APPLY_BATCH_ENTRIES_MAX as u64);
+    let counted: u64 = ProjectionStore::dump(&keyspace)
+        .expect("dumps")
+        .iter()
+        .find(|(key, _)| key == b"seen")
+        .map(|(_, value)| octo_core::codec::from_msgpack(value).expect("decodes"))
+        .expect("a count");
+    assert_eq!(counted, applied.get(), "only the committed pages' entries");
 }
 
 fn applied_store(entries: &[LogEntry]) -> (Stores, ProjectionStore) {

@@ -72,5 +72,8 @@ echo "octo-bench hstry: ok"
 "$bin/octo-bench" graphql --messages 200 --sessions 5 --seconds 0.2 --dir target/bench-smoke >/dev/null 2>target/bench-smoke/graphql.err \
   || { cat target/bench-smoke/graphql.err; exit 1; }
 echo "octo-bench graphql: ok"
+"$bin/octo-bench" fanout --subscribers 1,20 --rates 200,0 --seconds 0.3 --warmup 0.2 --dir target/bench-smoke >/dev/null
+"$bin/octo-bench" fanout --bare raw --subscribers 20 --rates 200 --seconds 0.3 --warmup 0.2 --dir target/bench-smoke >/dev/null
+echo "octo-bench fanout: ok"
 
 step "all tests passed"

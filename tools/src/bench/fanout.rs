@@ -518,6 +518,10 @@ async fn one_configuration(
         .iter()
         .filter(|s| s.last_offset.load(Ordering::Relaxed) >= last)
         .count();
+    anyhow::ensure!(
+        caught_up == n,
+        "only {caught_up} of {n} subscribers received the last entry ({last}) within 30 s"
+    );
     // End to end: the command sent to the entry received. Append to receive: the entry's `ts_ms`
     // (the log's clock as it appended the entry, same machine) to the entry received; `ts_ms` is
     // whole milliseconds, so this reads up to 1 ms high. Ack to receive: the writer holding the
